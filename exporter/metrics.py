@@ -1,0 +1,171 @@
+"""Every metric, declared once; /metrics, /healthz and /readyz.
+
+The hot path bumps plain integer attributes of :class:`Stats` (a few ns each,
+no locks); a custom Prometheus collector reads them at scrape time. Labels are
+low-cardinality only: sink name, watch outcome, error kind; never an object name.
+"""
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from exporter import log
+
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+
+class Stats:
+    """Counters and gauges of one exporter process."""
+
+    def __init__(self) -> None:
+        self.received_occurrences = 0   # ADDED + MODIFIED envelopes
+        self.bookmarks = 0
+        self.deleted = 0                # DELETED envelopes (TTL expiry), counted not exported
+        self.unknown_envelopes = 0
+        self.decode_errors = 0          # lines that are not JSON watch envelopes
+        self.filtered = 0
+        self.truncated = 0
+        self.relists = 0                # LIST after 410 Gone
+        self.gaps = 0                   # relists where history between last seen RV and the list RV was lost
+        self.relist_deduplicated = 0    # list items skipped as already delivered
+        self.watch_restarts: dict[str, int] = {}  # outcome -> count (closed, gone, error, timeout)
+        self.errors: dict[tuple[str, str], int] = {}  # (component, kind) -> count
+        self.in_flight = 0
+        self.checkpoint_rv: dict[str, str] = {}
+        self.checkpoint_saved_at: float | None = None
+        self.checkpoint_failures = 0
+        self.sink_stats: list[Any] = []  # sinks exposing .metrics() -> iterable of (name, kind, labels, value)
+        self.last_progress = time.monotonic()
+        self.ready = False
+        self.lag_counts = [0] * (len(LAG_BUCKETS) + 1)
+        self.lag_sum = 0.0
+
+    def observe_lag(self, ts: str | None) -> None:
+        """Seconds from the event's occurrence to its emission (live mode only)."""
+        if not ts:
+            return
+        try:
+            lag = time.time() - datetime.fromisoformat(ts).timestamp()
+        except (TypeError, ValueError):
+            return
+        if lag < 0:
+            lag = 0.0
+        self.lag_counts[bisect.bisect_left(LAG_BUCKETS, lag)] += 1
+        self.lag_sum += lag
+
+    def error(self, component: str, kind: str) -> None:
+        key = (component, kind)
+        self.errors[key] = self.errors.get(key, 0) + 1
+
+    def restart(self, outcome: str) -> None:
+        self.watch_restarts[outcome] = self.watch_restarts.get(outcome, 0) + 1
+
+    def progress(self) -> None:
+        self.last_progress = time.monotonic()
+
+
+def _collector(stats: Stats):
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+    class Collector:
+        def collect(self):
+            def counter(name, doc, value, labels=None):
+                c = CounterMetricFamily(name, doc, labels=list(labels or {}))
+                c.add_metric(list((labels or {}).values()), value)
+                return c
+            yield counter("kee_events_received", "Event occurrences received (ADDED and MODIFIED envelopes)",
+                          stats.received_occurrences)
+            yield counter("kee_bookmarks_received", "BOOKMARK envelopes received", stats.bookmarks)
+            yield counter("kee_events_deleted", "DELETED envelopes (Event TTL expiry), counted, not exported",
+                          stats.deleted)
+            yield counter("kee_records_filtered", "records dropped by filters", stats.filtered)
+            yield counter("kee_records_truncated", "records whose message was truncated", stats.truncated)
+            yield counter("kee_decode_errors", "input lines that were not JSON watch envelopes", stats.decode_errors)
+            yield counter("kee_unknown_envelopes", "watch envelopes of an unknown type", stats.unknown_envelopes)
+            yield counter("kee_relists", "LISTs after 410 Gone", stats.relists)
+            yield counter("kee_watch_gaps", "relists where history since the last seen RV was compacted: "
+                          "intermediate updates and expired Events in that window are lost", stats.gaps)
+            yield counter("kee_relist_deduplicated", "list items skipped as already delivered",
+                          stats.relist_deduplicated)
+            c = CounterMetricFamily("kee_watch_restarts", "watch requests that ended, by outcome",
+                                    labels=["outcome"])
+            for k, v in stats.watch_restarts.items():
+                c.add_metric([k], v)
+            yield c
+            c = CounterMetricFamily("kee_errors", "errors, by component and kind", labels=["component", "kind"])
+            for (comp, kind), v in stats.errors.items():
+                c.add_metric([comp, kind], v)
+            yield c
+            yield counter("kee_checkpoint_failures", "checkpoint saves that failed", stats.checkpoint_failures)
+            g = GaugeMetricFamily("kee_in_flight_records", "records handed to sinks, not yet confirmed by all")
+            g.add_metric([], stats.in_flight)
+            yield g
+            g = GaugeMetricFamily("kee_checkpoint_resource_version", "saved resourceVersion (numeric RVs only)",
+                                  labels=["stream"])
+            for k, rv in stats.checkpoint_rv.items():
+                if rv and rv.isdigit():
+                    g.add_metric([k], float(rv))
+            yield g
+            g = GaugeMetricFamily("kee_checkpoint_age_seconds", "seconds since the checkpoint was last saved")
+            if stats.checkpoint_saved_at is not None:
+                g.add_metric([], time.time() - stats.checkpoint_saved_at)
+            yield g
+            buckets, acc = [], 0
+            for bound, n in zip((*map(str, LAG_BUCKETS), "+Inf"), stats.lag_counts):
+                acc += n
+                buckets.append((bound, acc))
+            h = HistogramMetricFamily("kee_emit_lag_seconds", "seconds from an event's occurrence to its emission")
+            h.add_metric([], buckets, stats.lag_sum)
+            yield h
+            fams: dict[str, Any] = {}
+            for sink in stats.sink_stats:
+                for name, kind, doc, labels, value in sink.metrics():
+                    fam = fams.get(name)
+                    if fam is None:
+                        cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+                        fam = fams[name] = cls(name, doc, labels=list(labels))
+                    fam.add_metric(list(labels.values()), value)
+            yield from fams.values()
+    return Collector()
+
+
+def serve(stats: Stats, listen: str, stale_after: float) -> Any:
+    """Start the HTTP endpoint in a daemon thread; returns the server."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+    registry = CollectorRegistry()
+    registry.register(_collector(stats))
+    host, _, port = listen.rpartition(":")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            if self.path.startswith("/metrics"):
+                body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
+            elif self.path.startswith("/healthz"):
+                stale = time.monotonic() - stats.last_progress
+                ok = stale < stale_after
+                body, ctype, code = (b"ok\n" if ok else b"no progress for %ds\n" % stale), "text/plain", 200 if ok else 503
+            elif self.path.startswith("/readyz"):
+                body, ctype, code = (b"ready\n" if stats.ready else b"not ready\n"), "text/plain", 200 if stats.ready else 503
+            else:
+                body, ctype, code = b"not found\n", "text/plain", 404
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    log.info("metrics_listening", listen=f"{host or '0.0.0.0'}:{server.server_address[1]}")
+    return server

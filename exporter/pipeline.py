@@ -1,0 +1,161 @@
+"""The data path, top to bottom: source -> normalise -> filter -> encode -> sinks.
+
+Sources (exporter/sources/) call :meth:`Pipeline.handle` for every watch
+envelope, in stream order. Here a record is born (records.normalise), may be
+dropped by a filter (transforms/filters), is encoded once to a JSON line and is
+handed to every sink under one sequence number. Sinks confirm by watermark
+(sinks/base.py); :meth:`Pipeline.commit` turns the minimum watermark into each
+stream's committable resourceVersion (acks.Ledger), which the checkpointer saves.
+
+Several streams (one per watched namespace) may feed one pipeline from
+different threads; the lock keeps seqs handed to sinks in increasing order.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import orjson
+
+from exporter import log
+from exporter.acks import Ledger, rv_newer
+from exporter.metrics import Stats
+from exporter.records import normalise
+from exporter.sinks.base import Sink
+
+_dumps = orjson.dumps
+_OPT = orjson.OPT_APPEND_NEWLINE
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+
+
+class Stream:
+    """One watch stream's position state: its ledger and the last RV it has seen."""
+
+    __slots__ = ("key", "ledger", "last_seen", "initial")
+
+    def __init__(self, key: str, start_rv: str | None) -> None:
+        self.key = key
+        self.ledger = Ledger(start_rv)
+        #: Newest RV processed from a watch (dedups a relist after 410).
+        self.last_seen: str | None = start_rv
+        #: True while the initial state (LIST or watch-list) is being delivered:
+        #: its items come in key order, so no position is recorded until its end.
+        self.initial = False
+
+
+class Pipeline:
+    def __init__(self, sinks: list[Sink], *, stats: Stats, predicate=None, cluster: str | None = None,
+                 max_message_bytes: int = 8192, recurring: str = "every", live: bool = True) -> None:
+        self.sinks = sinks
+        self.stats = stats
+        self.predicate = predicate
+        self.cluster = cluster
+        self.max_message_bytes = max_message_bytes
+        self.count_delta = recurring == "count_delta"
+        self._counts: dict[str, int] = {}  # uid -> last count (count_delta mode only)
+        self.live = live
+        self.seq = 0
+        self.streams: dict[str, Stream] = {}
+        self._lock = threading.Lock()
+
+    def stream(self, key: str, start_rv: str | None) -> Stream:
+        s = self.streams[key] = Stream(key, start_rv)
+        return s
+
+    # --- the hot path ---------------------------------------------------------
+
+    def handle(self, stream: Stream, etype: str, obj: dict[str, Any]) -> None:
+        """One watch envelope (ADDED/MODIFIED/DELETED/BOOKMARK) of one stream."""
+        stats = self.stats
+        md = obj.get("metadata") or {}
+        rv = md.get("resourceVersion")
+        if etype == "ADDED" or etype == "MODIFIED":
+            stats.received_occurrences += 1
+            self._occurrence(stream, obj, etype == "MODIFIED", rv)
+        elif etype == "BOOKMARK":
+            stats.bookmarks += 1
+            if stream.initial:
+                if (md.get("annotations") or {}).get(INITIAL_EVENTS_END) == "true":
+                    self.end_initial(stream, rv)
+            elif rv:
+                self._position(stream, rv)
+        elif etype == "DELETED":
+            # TTL expiry, not an occurrence: counted, never exported as one.
+            stats.deleted += 1
+            if self.count_delta:
+                self._counts.pop(md.get("uid"), None)
+            if rv and not stream.initial:
+                self._position(stream, rv)
+        else:
+            stats.unknown_envelopes += 1
+            log.warning("watch_envelope_unknown", stream=stream.key, type=str(etype)[:40])
+
+    def _occurrence(self, stream: Stream, obj: dict[str, Any], update: bool, rv: str | None) -> None:
+        rec = normalise(obj, update, cluster=self.cluster, max_message_bytes=self.max_message_bytes)
+        if rec["message_truncated"]:
+            self.stats.truncated += 1
+        if self.count_delta and not self._delta(rec):
+            self.stats.filtered += 1
+            self._position_if(stream, rv)
+            return
+        if self.predicate is not None and not self.predicate(rec):
+            self.stats.filtered += 1
+            self._position_if(stream, rv)
+            return
+        line = _dumps(rec, option=_OPT)
+        with self._lock:
+            self.seq = seq = self.seq + 1
+            for sink in self.sinks:
+                sink.send(seq, line, rec)
+            if rv and not stream.initial:
+                stream.ledger.position(seq, rv)
+                if rv_newer(rv, stream.last_seen):
+                    stream.last_seen = rv
+        if self.live:
+            self.stats.observe_lag(rec["timestamp"])
+
+    def _delta(self, rec: dict[str, Any]) -> bool:
+        uid = rec["event"]["uid"]
+        count = rec["count"]
+        prev = self._counts.get(uid)
+        self._counts[uid] = count
+        if prev is not None and count == prev and rec["update"]:
+            return False
+        rec["count_delta"] = count - prev if prev is not None and count > prev else count
+        return True
+
+    def _position_if(self, stream: Stream, rv: str | None) -> None:
+        if rv and not stream.initial:
+            self._position(stream, rv)
+
+    def _position(self, stream: Stream, rv: str) -> None:
+        with self._lock:
+            stream.ledger.position(self.seq, rv)
+            if rv_newer(rv, stream.last_seen):
+                stream.last_seen = rv
+
+    # --- initial state (LIST or watch-list) ------------------------------------
+
+    def begin_initial(self, stream: Stream) -> None:
+        stream.initial = True
+
+    def end_initial(self, stream: Stream, rv: str | None) -> None:
+        """The initial state is complete up to rv: it becomes a position."""
+        stream.initial = False
+        if rv:
+            self._position(stream, rv)
+
+    # --- flushing and confirmation ---------------------------------------------
+
+    def flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()
+
+    def watermark(self) -> int:
+        return min((s.acked() for s in self.sinks), default=self.seq)
+
+    def commit(self) -> dict[str, str | None]:
+        """Advance every stream's committed RV to what all sinks have confirmed."""
+        w = self.watermark()
+        self.stats.in_flight = self.seq - w
+        return {key: s.ledger.advance(w) for key, s in self.streams.items()}

@@ -1,0 +1,266 @@
+"""Typed settings, one dataclass per concern, validated on load.
+
+Sources, lowest to highest precedence: defaults below, the YAML file
+(``--config`` / KEE_CONFIG), environment variables ``KEE__SECTION__KEY=value``
+(double underscores between levels, values parsed as YAML scalars), and flags
+(``--set section.key=value`` and the shortcuts in cli.py). The merged document is
+validated against schemas/config.schema.json; an error names the field and the
+fix and the CLI exits 2 (exporter/cli.py).
+
+Every attribute's comment gives its unit and why the default is what it is.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from exporter.errors import ConfigError
+
+SCHEMA_DIR = Path(os.environ.get("KEE_SCHEMAS", Path(__file__).resolve().parent.parent / "schemas"))
+
+
+@dataclass
+class KubernetesSettings:
+    kubeconfig: str | None = None          # path; None: in-cluster service account, then ~/.kube/config
+    context: str | None = None             # kubeconfig context; None: current-context
+    api: str = "events.k8s.io/v1"          # or "v1" (core). Watch ONE API: both serve the same objects
+    namespaces: list[str] = field(default_factory=list)  # empty: all namespaces (needs a ClusterRole)
+    field_selector: str = ""               # server-side, sent to the apiserver
+    label_selector: str = ""               # server-side
+    initial: str = "list"                  # "list": export Events that exist at first start; "now": only new ones
+    page_size: int = 500                   # items per LIST page: small enough for a fast first byte, few round trips
+    watch_timeout_seconds: int = 300       # server closes each watch after this; routine, resumes from the last RV
+    inactivity_timeout_seconds: float = 70.0  # no bytes for this long: connection presumed dead (bookmarks ~60 s)
+    connect_timeout_seconds: float = 10.0
+    watch_list: str = "auto"               # streaming initial state (sendInitialEvents): auto|true|false
+    backoff_initial_seconds: float = 0.5   # first retry delay after an error; doubled with jitter
+    backoff_max_seconds: float = 30.0      # cap, so an outage of the apiserver is noticed within 30 s of recovery
+
+
+@dataclass
+class RecordSettings:
+    cluster_name: str | None = None        # written into every record, so one topic can hold many clusters
+    recurring: str = "every"               # "every": each occurrence is a record; "count_delta": only count changes
+    max_message_bytes: int = 8192          # UTF-8 bytes; longer messages are truncated with a marker, never dropped
+
+
+@dataclass
+class FilterSettings:
+    types: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    exclude_reasons: list[str] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=list)
+    exclude_namespaces: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)   # involved object kinds
+    names: list[str] = field(default_factory=list)   # involved object names
+    field_selector: str = ""                         # client-side, kubectl syntax: "type!=Normal,reason=BackOff"
+
+
+@dataclass
+class StdoutSettings:
+    enabled: bool = True
+    buffer_bytes: int = 65536              # flushed when this full, or when the source waits: one write per burst
+
+
+@dataclass
+class KafkaSettings:
+    enabled: bool = False
+    brokers: str = ""                      # bootstrap.servers
+    topic: str = "kube-events"             # fixed, or a template over record fields: "events.{event.namespace}"
+    key: str = "event_uid"                 # event_uid | object_uid | none (see docs/kafka.md for the trade-off)
+    compression: str = "zstd"              # zstd | lz4 | gzip | snappy | none: zstd is ~4x on Event JSON
+    acks: str = "all"                      # all: the only setting where a delivery report means durable
+    linger_ms: int = 20                    # batch for 20 ms: throughput without visible latency
+    batch_bytes: int = 1048576
+    max_in_flight_records: int = 10000     # backpressure threshold: the watch waits above it
+    max_in_flight_bytes: int = 67108864    # 64 MiB, the other bound on memory held for retries
+    delivery_timeout_ms: int = 300000      # librdkafka message.timeout.ms; a failed delivery is retried by us after it
+    headers: bool = True
+    config: dict[str, Any] = field(default_factory=dict)  # passed to librdkafka as is (security.protocol, sasl.*, ssl.*)
+    secrets_from_env: dict[str, str] = field(default_factory=dict)    # librdkafka key -> env var holding the value
+    secrets_from_files: dict[str, str] = field(default_factory=dict)  # librdkafka key -> file holding the value
+
+
+@dataclass
+class OtlpSettings:
+    enabled: bool = False
+    protocol: str = "grpc"                 # grpc | http/protobuf (OTEL_EXPORTER_OTLP_LOGS_PROTOCOL)
+    endpoint: str | None = None            # None: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT / _ENDPOINT / SDK default
+    headers: dict[str, str] = field(default_factory=dict)
+    insecure: bool | None = None           # gRPC without TLS; None: from endpoint scheme / env
+    ca_file: str | None = None
+    client_cert_file: str | None = None
+    client_key_file: str | None = None
+    compression: str | None = None         # gzip | none; None: env or none
+    timeout_seconds: float = 10.0
+    batch_max_records: int = 512           # per export request
+    batch_max_bytes: int = 4194304         # 4 MiB, under the gRPC default max message size
+    batch_timeout_seconds: float = 1.0     # a partial batch waits at most this long
+    max_in_flight_records: int = 10000     # backpressure threshold
+    resource_attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SinkSettings:
+    stdout: StdoutSettings = field(default_factory=StdoutSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    otlp: OtlpSettings = field(default_factory=OtlpSettings)
+
+
+@dataclass
+class CheckpointSettings:
+    store: str = "none"                    # file | kubernetes | none
+    path: str | None = None                # file store: the checkpoint file (on a volume)
+    namespace: str | None = None           # kubernetes store: namespace of the ConfigMap; None: own namespace
+    name: str = "kube-event-exporter-checkpoint"  # kubernetes store: ConfigMap name
+    interval_seconds: float = 5.0          # save at most this often: bounds the repeat window after a crash
+    key: str | None = None                 # stream key; None: derived from api, namespaces and selectors
+
+
+@dataclass
+class ServerSettings:
+    listen: str = "0.0.0.0:8080"           # /metrics, /healthz, /readyz; "" disables
+    stale_after_seconds: float = 300.0     # /healthz fails when the source made no progress for this long
+
+
+@dataclass
+class LogSettings:
+    level: str = "info"
+    format: str = "json"                   # json | console
+
+
+@dataclass
+class LeaderElectionSettings:
+    enabled: bool = False
+    namespace: str | None = None           # None: own namespace
+    lease_name: str = "kube-event-exporter"
+    identity: str | None = None            # None: pod name (HOSTNAME)
+    lease_duration_seconds: float = 15.0
+    renew_deadline_seconds: float = 10.0   # stop emitting when not renewed within this (< lease duration: no overlap)
+    retry_period_seconds: float = 2.0
+
+
+@dataclass
+class Settings:
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
+    records: RecordSettings = field(default_factory=RecordSettings)
+    filters: FilterSettings = field(default_factory=FilterSettings)
+    sinks: SinkSettings = field(default_factory=SinkSettings)
+    checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    leader_election: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)
+
+
+# --- loading -----------------------------------------------------------------
+
+def _yaml():
+    import yaml
+    return yaml
+
+
+def _set_path(doc: dict[str, Any], dotted: str, value: Any, origin: str) -> None:
+    parts = [p for p in dotted.split(".") if p]
+    if not parts:
+        raise ConfigError(origin, "empty setting name", "use section.key=value, e.g. sinks.kafka.topic=events")
+    node = doc
+    for p in parts[:-1]:
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(dotted, f"{p} is not a section", "check the setting name")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def parse_scalar(text: str) -> Any:
+    """'3' -> 3, 'true' -> True, '[a, b]' -> list; anything unparsable stays a string."""
+    try:
+        return _yaml().safe_load(text) if text != "" else ""
+    except Exception:
+        return text
+
+
+def load_document(path: str | None, env: dict[str, str], overrides: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    if path:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError("--config", f"cannot read {path}: {exc.strerror}", "give a readable YAML file") from exc
+        try:
+            loaded = _yaml().safe_load(text)
+        except Exception as exc:
+            raise ConfigError(path, f"not valid YAML: {exc}", "fix the YAML syntax") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(path, "the top level must be a mapping", "see docs/configuration.md")
+        doc = loaded
+    for k, v in sorted(env.items()):
+        if k.startswith("KEE__"):
+            _set_path(doc, ".".join(p.lower() for p in k[5:].split("__")), parse_scalar(v), k)
+    for dotted, value in overrides:
+        _set_path(doc, dotted, value, dotted)
+    return doc
+
+
+def validate(doc: dict[str, Any]) -> None:
+    import json
+
+    import jsonschema
+
+    schema = json.loads((SCHEMA_DIR / "config.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        where = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+        hint = e.schema.get("description") if isinstance(e.schema, dict) else None
+        if e.validator == "additionalProperties":
+            hint = "remove it or check its spelling; see docs/configuration.md"
+            extra = set(e.instance) - set(e.schema.get("properties", {}))
+            if extra:
+                where = ".".join([*map(str, e.absolute_path), sorted(extra)[0]])
+        raise ConfigError(where, e.message, hint or "see docs/configuration.md")
+
+
+def _build(cls, data: dict[str, Any]):
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        v = data[f.name]
+        if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
+            v = _build(f.default_factory, v or {})
+        kwargs[f.name] = v
+    return cls(**kwargs)
+
+
+def load(path: str | None = None, env: dict[str, str] | None = None,
+         overrides: list[tuple[str, Any]] | None = None) -> Settings:
+    """Merge file, environment and flags; validate; build typed settings."""
+    doc = load_document(path, dict(os.environ) if env is None else env, overrides or [])
+    validate(doc)
+    settings = _build(Settings, doc)
+    check(settings)
+    return settings
+
+
+def check(s: Settings) -> None:
+    """Cross-field rules a JSON Schema cannot say plainly."""
+    if s.checkpoint.store == "file" and not s.checkpoint.path:
+        raise ConfigError("checkpoint.path", "the file store needs a path",
+                          "set checkpoint.path (a file on a persistent volume) or checkpoint.store=kubernetes")
+    if s.sinks.kafka.enabled and not s.sinks.kafka.brokers:
+        raise ConfigError("sinks.kafka.brokers", "Kafka is enabled but no brokers are set",
+                          "set sinks.kafka.brokers to host:port[,host:port]")
+    if not (s.sinks.stdout.enabled or s.sinks.kafka.enabled or s.sinks.otlp.enabled):
+        raise ConfigError("sinks", "no sink is enabled", "enable sinks.stdout, sinks.kafka or sinks.otlp")
+    from exporter.transforms.filters import FilterError, parse_field_selector
+    try:
+        parse_field_selector(s.filters.field_selector)
+    except FilterError as exc:
+        raise ConfigError("filters.field_selector", str(exc), "use kubectl syntax: type!=Normal,reason=BackOff") from exc

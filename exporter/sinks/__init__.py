@@ -1,0 +1,1 @@
+"""Sinks: where records leave the exporter. Each module is the only importer of its library."""

@@ -1,0 +1,1 @@
+"""Transforms between source and sinks: filtering records users do not want."""
