@@ -55,6 +55,7 @@ class Pipeline:
         self._counts: dict[str, int] = {}  # uid -> last count (count_delta mode only)
         self.live = live
         self.seq = 0
+        self.closed = False  # set on shutdown: nothing more is handed to sinks or recorded
         self.streams: dict[str, Stream] = {}
         self._lock = threading.Lock()
 
@@ -66,6 +67,8 @@ class Pipeline:
 
     def handle(self, stream: Stream, etype: str, obj: dict[str, Any]) -> None:
         """One watch envelope (ADDED/MODIFIED/DELETED/BOOKMARK) of one stream."""
+        if self.closed:
+            return
         stats = self.stats
         md = obj.get("metadata") or {}
         rv = md.get("resourceVersion")
@@ -104,6 +107,8 @@ class Pipeline:
             return
         line = _dumps(rec, option=_OPT)
         with self._lock:
+            if self.closed:
+                return
             self.seq = seq = self.seq + 1
             for sink in self.sinks:
                 sink.send(seq, line, rec)
@@ -130,6 +135,8 @@ class Pipeline:
 
     def _position(self, stream: Stream, rv: str) -> None:
         with self._lock:
+            if self.closed:
+                return
             stream.ledger.position(self.seq, rv)
             if rv_newer(rv, stream.last_seen):
                 stream.last_seen = rv
@@ -144,6 +151,11 @@ class Pipeline:
         stream.initial = False
         if rv:
             self._position(stream, rv)
+
+    def close(self) -> None:
+        """Stop taking envelopes (sources may still be blocked in a read); then drain the sinks."""
+        with self._lock:
+            self.closed = True
 
     # --- flushing and confirmation ---------------------------------------------
 

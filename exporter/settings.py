@@ -67,18 +67,23 @@ class StdoutSettings:
 
 @dataclass
 class KafkaSettings:
+    """The Kafka sink (exporter/sinks/kafka.py, docs/kafka.md)."""
     enabled: bool = False
-    brokers: str = ""                      # bootstrap.servers
+    brokers: str = ""                      # bootstrap.servers: host:port[,host:port]
     topic: str = "kube-events"             # fixed, or a template over record fields: "events.{event.namespace}"
     key: str = "event_uid"                 # event_uid | object_uid | none (see docs/kafka.md for the trade-off)
     compression: str = "zstd"              # zstd | lz4 | gzip | snappy | none: zstd is ~4x on Event JSON
-    acks: str = "all"                      # all: the only setting where a delivery report means durable
-    linger_ms: int = 20                    # batch for 20 ms: throughput without visible latency
-    batch_bytes: int = 1048576
-    max_in_flight_records: int = 10000     # backpressure threshold: the watch waits above it
-    max_in_flight_bytes: int = 67108864    # 64 MiB, the other bound on memory held for retries
-    delivery_timeout_ms: int = 300000      # librdkafka message.timeout.ms; a failed delivery is retried by us after it
-    headers: bool = True
+    acks: str = "all"                      # all: the only setting where a delivery report means durable;
+                                           # idempotence is on with all, off (librdkafka requires it) otherwise
+    linger_ms: int = 20                    # ms a batch waits to fill: throughput without visible latency
+    batch_bytes: int = 1048576             # librdkafka batch.size: bytes per partition batch (1 MiB)
+    max_in_flight_records: int = 10000     # records sent but not confirmed; above it send() blocks (backpressure)
+    max_in_flight_bytes: int = 67108864    # 64 MiB of record values held for retries: the other bound on memory
+    delivery_timeout_ms: int = 300000      # librdkafka message.timeout.ms: its own retries give up after 5 min,
+                                           # then the sink re-produces the record itself (never dropped)
+    retry_backoff_initial_ms: int = 500    # first delay before the sink re-produces a failed record; doubled
+    retry_backoff_max_ms: int = 30000      # cap of that delay: a fixed broker is used within 30 s
+    headers: bool = True                   # headers type, reason, namespace, cluster (absent when null)
     config: dict[str, Any] = field(default_factory=dict)  # passed to librdkafka as is (security.protocol, sasl.*, ssl.*)
     secrets_from_env: dict[str, str] = field(default_factory=dict)    # librdkafka key -> env var holding the value
     secrets_from_files: dict[str, str] = field(default_factory=dict)  # librdkafka key -> file holding the value
@@ -257,6 +262,9 @@ def check(s: Settings) -> None:
     if s.sinks.kafka.enabled and not s.sinks.kafka.brokers:
         raise ConfigError("sinks.kafka.brokers", "Kafka is enabled but no brokers are set",
                           "set sinks.kafka.brokers to host:port[,host:port]")
+    if s.sinks.kafka.enabled:
+        from exporter.sinks.kafka import check_settings
+        check_settings(s.sinks.kafka)
     if not (s.sinks.stdout.enabled or s.sinks.kafka.enabled or s.sinks.otlp.enabled):
         raise ConfigError("sinks", "no sink is enabled", "enable sinks.stdout, sinks.kafka or sinks.otlp")
     from exporter.transforms.filters import FilterError, parse_field_selector

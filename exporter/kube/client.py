@@ -1,0 +1,158 @@
+"""Kubernetes API client: configuration and auth from the official client, raw bytes on the wire.
+
+The ``kubernetes`` package is imported here only. It loads kubeconfig (contexts,
+exec plugins, client certificates) or the in-cluster service account, and keeps
+the bearer token fresh (its refresh hook re-reads a rotated projected token).
+Requests go straight through urllib3 with the pool it configures: the client's
+model classes cost ~20x more than orjson on the hot path, so watch and list
+bodies are decoded here, by us, as plain dicts.
+
+Library errors are mapped onto exporter.errors at this boundary.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+import urllib3
+
+from exporter.errors import ApiError, ExporterError, Forbidden, Gone
+
+SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+class Unreachable(ExporterError):
+    """No HTTP answer at all (connection refused, DNS, TLS handshake, timeout)."""
+
+
+def _retry_after(headers) -> float | None:
+    v = headers.get("Retry-After") if headers else None
+    try:
+        return float(v) if v is not None else None
+    except ValueError:
+        return None
+
+
+def error_from(status: int, body: bytes, headers=None) -> ApiError:
+    """Map an HTTP error answer (a metav1.Status body, usually) to our error tree."""
+    message = body[:500].decode("utf-8", "replace")
+    retry = _retry_after(headers)
+    try:
+        st = orjson.loads(body)
+        if isinstance(st, dict):
+            message = st.get("message") or message
+            details = st.get("details") or {}
+            if retry is None and details.get("retryAfterSeconds"):
+                retry = float(details["retryAfterSeconds"])
+    except orjson.JSONDecodeError:
+        pass
+    if status == 410:
+        return Gone(status, message, retry)
+    if status in (401, 403):
+        return Forbidden(status, message, retry)
+    return ApiError(status, message, retry)
+
+
+class KubeClient:
+    """Minimal raw client: get/list/watch/create/update JSON against one apiserver."""
+
+    def __init__(self, *, kubeconfig: str | None = None, context: str | None = None,
+                 connect_timeout: float = 10.0) -> None:
+        from kubernetes import client, config
+
+        cfg = client.Configuration()
+        try:
+            if kubeconfig:
+                config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+                self.source = f"kubeconfig {kubeconfig}"
+            elif os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(SA_NAMESPACE_FILE):
+                config.load_incluster_config(client_configuration=cfg)
+                self.source = "in-cluster service account"
+            else:
+                config.load_kube_config(context=context, client_configuration=cfg)
+                self.source = "kubeconfig " + os.environ.get("KUBECONFIG", "~/.kube/config")
+        except config.ConfigException as exc:
+            raise ExporterError(f"cannot load Kubernetes credentials: {exc}") from exc
+        except OSError as exc:
+            raise ExporterError(f"cannot read Kubernetes credentials: {exc}") from exc
+        self._cfg = cfg
+        self.host = cfg.host.rstrip("/")
+        self._pool = client.rest.RESTClientObject(cfg).pool_manager
+        self._connect_timeout = connect_timeout
+
+    def own_namespace(self) -> str:
+        """The namespace this process runs in (service account), or 'default'."""
+        try:
+            with open(SA_NAMESPACE_FILE) as f:
+                return f.read().strip()
+        except OSError:
+            return os.environ.get("POD_NAMESPACE", "default")
+
+    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+        h = {"Accept": "application/json", "User-Agent": "kube-event-exporter"}
+        auth = self._cfg.auth_settings().get("BearerToken")
+        if auth and auth.get("value"):
+            h["Authorization"] = auth["value"]
+        if content_type:
+            h["Content-Type"] = content_type
+        return h
+
+    def _open(self, method: str, path: str, query: dict[str, Any] | None, body: bytes | None,
+              read_timeout: float | None, content_type: str | None = None):
+        url = self.host + path
+        if query:
+            url += "?" + urlencode({k: v for k, v in query.items() if v is not None and v != ""})
+        try:
+            return self._pool.request(method, url, body=body, headers=self._headers(content_type),
+                                      preload_content=False, retries=False, redirect=False,
+                                      timeout=urllib3.Timeout(connect=self._connect_timeout, read=read_timeout))
+        except urllib3.exceptions.HTTPError as exc:
+            raise Unreachable(f"{method} {self.host}{path}: {exc}") from exc
+
+    def request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
+                body: Any = None, timeout: float = 30.0, content_type: str = "application/json") -> dict[str, Any]:
+        data = orjson.dumps(body) if body is not None and not isinstance(body, bytes) else body
+        resp = self._open(method, path, query, data, timeout, content_type if data is not None else None)
+        try:
+            raw = resp.read()
+        except urllib3.exceptions.HTTPError as exc:
+            raise Unreachable(f"{method} {path}: {exc}") from exc
+        finally:
+            resp.release_conn()
+        if resp.status >= 400:
+            raise error_from(resp.status, raw, resp.headers)
+        return orjson.loads(raw) if raw else {}
+
+    def stream(self, path: str, *, query: dict[str, Any], inactivity_timeout: float) -> Iterator[list[bytes]]:
+        """Open a streaming GET; yield lists of complete lines as chunks arrive.
+
+        A read that waits longer than ``inactivity_timeout`` raises Unreachable
+        (the connection is presumed dead). The generator ends when the server
+        closes the stream (a routine watch timeout).
+        """
+        resp = self._open("GET", path, query, None, inactivity_timeout)
+        if resp.status >= 400:
+            try:
+                raw = resp.read()
+            finally:
+                resp.release_conn()
+            raise error_from(resp.status, raw, resp.headers)
+        rest = b""
+        try:
+            for chunk in resp.stream(65536, decode_content=True):
+                if rest:
+                    chunk = rest + chunk
+                lines = chunk.split(b"\n")
+                rest = lines.pop()
+                if lines:
+                    yield lines
+            if rest.strip():
+                yield [rest]
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise Unreachable(f"watch {path}: {exc}") from exc
+        finally:
+            resp.release_conn()
+            resp.close()

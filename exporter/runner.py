@@ -1,0 +1,183 @@
+"""The live exporter's lifecycle: connect, resume, watch, checkpoint, drain on SIGTERM.
+
+    start   credentials -> preflight LIST (RBAC) -> checkpoint load -> leader lease
+    run     one WatchSource thread per stream; the checkpointer saves the committed
+            RVs every checkpoint.interval_seconds
+    stop    SIGTERM/SIGINT: stop taking envelopes, deliver what is in flight (sinks'
+            close), commit, save the final checkpoint, exit 0
+"""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+from exporter import log
+from exporter.app import build_pipeline, build_sinks, close_sinks
+from exporter.errors import ApiError, ExporterError, Forbidden, SinkFatal
+from exporter.kube.client import KubeClient, Unreachable
+from exporter.metrics import Stats, serve
+from exporter.settings import Settings
+from exporter.sources.kubernetes import Backoff, WatchSource, events_path, stream_key
+
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_API = 0, 1, 2, 3
+DRAIN_TIMEOUT = 25.0  # seconds; under Kubernetes' default 30 s terminationGracePeriodSeconds
+
+
+def make_store(cfg: Settings, client: KubeClient):
+    from exporter.checkpoint import NoStore
+    c = cfg.checkpoint
+    if c.store == "file":
+        from exporter.checkpoint.file import FileStore
+        return FileStore(c.path)
+    if c.store == "kubernetes":
+        from exporter.checkpoint.kube import ConfigMapStore
+        return ConfigMapStore(client, c.namespace or client.own_namespace(), c.name)
+    return NoStore()
+
+
+def preflight(client: KubeClient, cfg: Settings, namespaces: list[str | None], stop: threading.Event) -> None:
+    """One LIST per stream with limit=1: proves reachability, credentials and RBAC before anything else.
+
+    Unreachable and 5xx are retried (the apiserver may be starting); 401/403 are fatal.
+    """
+    backoff = Backoff(cfg.kubernetes.backoff_initial_seconds, cfg.kubernetes.backoff_max_seconds)
+    for ns in namespaces:
+        path = events_path(cfg.kubernetes.api, ns)
+        while not stop.is_set():
+            try:
+                client.request("GET", path, query={"limit": 1}, timeout=30.0)
+                break
+            except Forbidden:
+                raise
+            except (Unreachable, ApiError) as exc:
+                delay = backoff.next(getattr(exc, "retry_after", None))
+                log.warning("apiserver_not_ready_retrying", server=client.host, error=str(exc)[:300],
+                            retry_in_seconds=round(delay, 2))
+                stop.wait(delay)
+
+
+def run(cfg: Settings) -> int:
+    stop = threading.Event()
+    reason = {"why": None}
+
+    def on_signal(signum, _frame):
+        reason["why"] = signal.Signals(signum).name
+        stop.set()
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    stats = Stats()
+    if cfg.server.listen:
+        try:
+            serve(stats, cfg.server.listen, cfg.server.stale_after_seconds)
+        except OSError as exc:
+            log.error("metrics_listen_failed", listen=cfg.server.listen, error=exc.strerror,
+                      fix="set server.listen to a free host:port, or '' to disable")
+            return EXIT_CONFIG
+    try:
+        client = KubeClient(kubeconfig=cfg.kubernetes.kubeconfig, context=cfg.kubernetes.context,
+                            connect_timeout=cfg.kubernetes.connect_timeout_seconds)
+    except ExporterError as exc:
+        log.error("kubernetes_credentials_failed", error=str(exc),
+                  fix="set kubernetes.kubeconfig (--kubeconfig) or run in a pod with a service account")
+        return EXIT_API
+    namespaces: list[str | None] = list(cfg.kubernetes.namespaces) or [None]
+    log.info("starting", server=client.host, credentials=client.source, api=cfg.kubernetes.api,
+             namespaces=cfg.kubernetes.namespaces or "all", checkpoint=cfg.checkpoint.store)
+    try:
+        preflight(client, cfg, namespaces, stop)
+    except Forbidden as exc:
+        log.error("kubernetes_forbidden", server=client.host, status=exc.status, error=exc.message,
+                  fix="grant get/list/watch on events (events.k8s.io and core) to this identity; "
+                      "see deploy/kustomize/base/rbac.yaml")
+        return EXIT_API
+    if stop.is_set():
+        return EXIT_OK
+
+    store = make_store(cfg, client)
+    try:
+        saved = store.load()
+    except (ExporterError, ApiError, Unreachable) as exc:
+        log.error("checkpoint_load_failed", error=str(exc), fix="check checkpoint.* settings and permissions")
+        return EXIT_FAIL
+
+    leader = None
+    if cfg.leader_election.enabled:
+        from exporter.leader import LeaderElector
+        leader = LeaderElector(client, cfg.leader_election, stop)
+        if not leader.acquire():
+            return EXIT_OK  # stopped while waiting as a standby
+        saved = store.load()  # the previous leader may have saved since we started
+
+    try:
+        sinks = build_sinks(cfg, stats)
+    except (SinkFatal, ExporterError) as exc:
+        log.error("sink_setup_failed", error=str(exc))
+        return EXIT_CONFIG
+    pipeline = build_pipeline(cfg, sinks, stats, live=True)
+    if leader is not None:
+        leader.on_lost = pipeline.close  # stop emitting at once, before another replica can start
+
+    sources, threads = [], []
+    for ns in namespaces:
+        key = cfg.checkpoint.key if (cfg.checkpoint.key and len(namespaces) == 1) else stream_key(cfg.kubernetes, ns)
+        rv = saved.get(key)
+        log.info("stream_resuming" if rv else "stream_starting", stream=key, resource_version=rv,
+                 initial=None if rv else cfg.kubernetes.initial)
+        src = WatchSource(client, pipeline, cfg.kubernetes, pipeline.stream(key, rv), ns, stop)
+        t = threading.Thread(target=src.run, name=f"watch-{ns or 'all'}", daemon=True)
+        sources.append(src)
+        threads.append(t)
+    for t in threads:
+        t.start()
+
+    last_saved: dict[str, str] = dict(saved)
+    exit_code = EXIT_OK
+
+    def checkpoint() -> None:
+        committed = {k: v for k, v in pipeline.commit().items() if v}
+        if committed and committed != {k: last_saved.get(k) for k in committed}:
+            try:
+                store.save({**last_saved, **committed})
+                last_saved.update(committed)
+                stats.checkpoint_rv.update(committed)
+                stats.checkpoint_saved_at = time.time()
+                log.debug("checkpoint_saved", positions=committed)
+            except Exception as exc:  # noqa: BLE001 - a failed save is retried next interval
+                stats.checkpoint_failures += 1
+                log.error("checkpoint_save_failed", error=str(exc)[:300])
+
+    while not stop.is_set():
+        stop.wait(cfg.checkpoint.interval_seconds)
+        checkpoint()
+        for src in sources:
+            if src.fatal is not None:
+                exc = src.fatal
+                if isinstance(exc, Forbidden):
+                    log.error("kubernetes_forbidden", error=exc.message,
+                              fix="grant get/list/watch on events to this identity")
+                    exit_code = EXIT_API
+                else:
+                    exit_code = EXIT_FAIL
+                stop.set()
+        for sink in sinks:
+            fatal = getattr(sink, "fatal", None)
+            if fatal is not None:
+                log.error("sink_fatal", sink=sink.name, error=str(fatal))
+                exit_code = EXIT_FAIL
+                stop.set()
+        if leader is not None and not leader.is_leader():
+            log.warning("leadership_lost_stopping")
+            exit_code = EXIT_FAIL
+            stop.set()
+
+    log.info("draining", reason=reason["why"] or "error", in_flight=pipeline.seq - pipeline.watermark())
+    pipeline.close()
+    pipeline.flush()
+    close_sinks(sinks, DRAIN_TIMEOUT)
+    checkpoint()
+    if leader is not None:
+        leader.release()
+    log.info("stopped", checkpoint=last_saved, records=pipeline.seq, exit_code=exit_code)
+    return exit_code

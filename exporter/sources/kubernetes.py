@@ -1,0 +1,235 @@
+"""Kubernetes source: list-then-watch Events, following the resourceVersion, forever.
+
+Layered like kopf's watching (one concern per level):
+
+    run()            infinite and reconnecting: backoff with jitter, Retry-After,
+                     410 -> relist, inactivity -> reconnect; never exits on a
+                     transient error (a peer's watch silently dies after a failed relist)
+    initial_state()  the first LIST (paginated) or the watch-list stream, then a
+                     position at the list's own resourceVersion
+    watch()          one HTTP watch request from an RV; returns when the server
+                     closes it (routine), raises Gone on 410 (HTTP or in-stream)
+
+Every envelope goes to Pipeline.handle in stream order; see
+../shared/design/watch-semantics.md for the behaviours this follows.
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any
+
+import orjson
+
+from exporter import log
+from exporter.acks import rv_newer
+from exporter.errors import ApiError, Forbidden, Gone
+from exporter.kube.client import KubeClient, Unreachable
+from exporter.pipeline import Pipeline, Stream
+from exporter.settings import KubernetesSettings
+
+
+def events_path(api: str, namespace: str | None) -> str:
+    base = "/api/v1" if api == "v1" else "/apis/events.k8s.io/v1"
+    return f"{base}/namespaces/{namespace}/events" if namespace else f"{base}/events"
+
+
+def stream_key(s: KubernetesSettings, namespace: str | None) -> str:
+    """One checkpoint per stream: what it watches, and with which server-side selectors."""
+    return "|".join((s.api, namespace or "*", s.field_selector, s.label_selector))
+
+
+class Backoff:
+    """Exponential backoff with full jitter, capped; honours a server's Retry-After."""
+
+    def __init__(self, initial: float, cap: float) -> None:
+        self.initial, self.cap, self.attempt = initial, cap, 0
+
+    def next(self, retry_after: float | None = None) -> float:
+        delay = min(self.cap, self.initial * (2 ** self.attempt))
+        self.attempt += 1
+        delay = random.uniform(delay / 2, delay)
+        if retry_after:
+            delay = max(delay, min(retry_after, 300.0))
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class WatchSource:
+    def __init__(self, client: KubeClient, pipeline: Pipeline, settings: KubernetesSettings,
+                 stream: Stream, namespace: str | None, stop: threading.Event) -> None:
+        self.client = client
+        self.pipeline = pipeline
+        self.s = settings
+        self.stream = stream
+        self.stats = pipeline.stats
+        self.stop = stop
+        self.path = events_path(settings.api, namespace)
+        self.api_version = "v1" if settings.api == "v1" else "events.k8s.io/v1"
+        self.watch_list = {"auto": None, "true": True, "false": False}.get(str(settings.watch_list).lower())
+        self.backoff = Backoff(settings.backoff_initial_seconds, settings.backoff_max_seconds)
+        self.fatal: BaseException | None = None
+
+    # --- level 1: forever ----------------------------------------------------------
+
+    def run(self) -> None:
+        """Until stop is set. Returns normally; sets self.fatal on an unrecoverable error."""
+        st = self.stream
+        need_list = st.last_seen is None
+        first_start = need_list
+        while not self.stop.is_set():
+            try:
+                if need_list:
+                    self.initial_state(first_start=first_start)
+                    need_list = first_start = False
+                self.watch(st.last_seen)
+                self.stats.restart("closed")
+                self.backoff.reset()
+            except Gone as exc:
+                self.stats.restart("gone")
+                if need_list:
+                    log.warning("list_continue_expired", stream=st.key)
+                    continue
+                self.stats.relists += 1
+                self.stats.gaps += 1
+                need_list = True
+                log.warning("watch_gone_relisting", stream=st.key, resource_version=st.last_seen, message=exc.message,
+                            consequence="Events that expired, and intermediate updates of Events updated again, "
+                                        "since this resourceVersion are not in the relist")
+            except Forbidden as exc:
+                if not self.stats.ready:
+                    self.fatal = exc
+                    return
+                self._pause(exc, "watch")  # RBAC changed under us: keep trying, loudly
+            except (ApiError, Unreachable) as exc:
+                self._pause(exc, "list" if need_list else "watch")
+            except BaseException as exc:  # noqa: BLE001 - reported by the runner, never silent
+                self.fatal = exc
+                log.error("watch_source_crashed", stream=st.key, error=repr(exc))
+                return
+
+    def _pause(self, exc: Exception, what: str) -> None:
+        retry_after = getattr(exc, "retry_after", None)
+        delay = self.backoff.next(retry_after)
+        kind = f"http_{exc.status}" if isinstance(exc, ApiError) else "unreachable"
+        self.stats.error("kubernetes", kind)
+        self.stats.restart("error")
+        log.warning(f"{what}_failed_retrying", stream=self.stream.key, error=str(exc)[:500],
+                    retry_in_seconds=round(delay, 2))
+        self.stop.wait(delay)
+
+    # --- level 2: the initial state ---------------------------------------------------
+
+    def initial_state(self, *, first_start: bool) -> None:
+        """LIST (or watch-list) and hand over items not yet delivered; position at the list RV.
+
+        On a relist after 410, items whose RV is not newer than the last one seen
+        were already delivered (a watch delivers every change in RV order), so
+        they are skipped: dedup without remembering any uid.
+        """
+        st = self.stream
+        skip_all = first_start and self.s.initial == "now"
+        dedup_rv = st.last_seen
+        if self.watch_list is not False and not skip_all:
+            try:
+                self.watch(None, initial=True, dedup_rv=dedup_rv)
+                self.watch_list = True
+                return
+            except ApiError as exc:
+                if self.watch_list is True or isinstance(exc, (Gone, Forbidden)) or exc.status >= 500:
+                    raise
+                log.info("watch_list_unsupported_falling_back_to_list", stream=st.key, status=exc.status)
+                self.watch_list = False
+        self.pipeline.begin_initial(st)
+        cont, list_rv, n = None, None, 0
+        while True:
+            q = {"limit": 1 if skip_all else self.s.page_size, "continue": cont,
+                 "fieldSelector": self.s.field_selector, "labelSelector": self.s.label_selector}
+            body = self.client.request("GET", self.path, query=q, timeout=60.0)
+            meta = body.get("metadata") or {}
+            list_rv = meta.get("resourceVersion") or list_rv
+            if not skip_all:
+                for item in body.get("items") or ():
+                    rv = (item.get("metadata") or {}).get("resourceVersion")
+                    if dedup_rv and rv and not rv_newer(rv, dedup_rv):
+                        self.stats.relist_deduplicated += 1
+                        continue
+                    item.setdefault("apiVersion", self.api_version)  # LIST items carry no apiVersion
+                    self.pipeline.handle(st, "ADDED", item)
+                    n += 1
+                self.pipeline.flush()
+            cont = meta.get("continue")
+            if skip_all or not cont or self.stop.is_set():
+                break
+        self.pipeline.end_initial(st, list_rv)
+        self.stats.progress()
+        self.stats.ready = True
+        log.info("listed", stream=st.key, resource_version=list_rv, emitted=n, relist=not first_start)
+
+    # --- level 3: one watch request ---------------------------------------------------
+
+    def watch(self, rv: str | None, *, initial: bool = False, dedup_rv: str | None = None) -> None:
+        st = self.stream
+        timeout = self.s.watch_timeout_seconds
+        q: dict[str, Any] = {"watch": "1", "allowWatchBookmarks": "true",
+                             "timeoutSeconds": int(random.uniform(timeout, timeout * 1.5)),
+                             "fieldSelector": self.s.field_selector, "labelSelector": self.s.label_selector}
+        if initial:
+            q.update(sendInitialEvents="true", resourceVersionMatch="NotOlderThan", resourceVersion="")
+            self.pipeline.begin_initial(st)
+        else:
+            q["resourceVersion"] = rv
+        handle, loads, pipeline, stats = self.pipeline.handle, orjson.loads, self.pipeline, self.stats
+        try:
+            for lines in self.client.stream(self.path, query=q, inactivity_timeout=self.s.inactivity_timeout_seconds):
+                for line in lines:
+                    try:
+                        env = loads(line)
+                        etype = env["type"]
+                        obj = env["object"]
+                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                        stats.decode_errors += 1
+                        log.warning("watch_line_undecodable", stream=st.key, line=line[:200].decode("utf-8", "replace"))
+                        continue
+                    if etype == "ERROR":
+                        raise _status_error(obj)
+                    if st.initial and dedup_rv and etype != "BOOKMARK":
+                        orv = (obj.get("metadata") or {}).get("resourceVersion")
+                        if orv and not rv_newer(orv, dedup_rv):
+                            stats.relist_deduplicated += 1
+                            continue
+                    handle(st, etype, obj)
+                    if initial and not st.initial:
+                        stats.ready = True
+                        log.info("listed", stream=st.key, resource_version=st.last_seen, via="watch-list")
+                pipeline.flush()
+                stats.progress()
+                if self.stop.is_set():
+                    return
+        except Unreachable as exc:
+            if "Read timed out" in str(exc):
+                stats.restart("inactivity")
+                log.warning("watch_inactive_reconnecting", stream=st.key, seconds=self.s.inactivity_timeout_seconds)
+                return
+            raise
+        if initial and st.initial:
+            # The server ended the stream before the initial-events-end bookmark: not supported as asked.
+            st.initial = False
+            raise ApiError(400, "watch-list stream ended without the initial-events-end bookmark")
+        if not initial:
+            stats.ready = True
+
+
+def _status_error(obj: dict[str, Any]) -> ApiError:
+    code = obj.get("code") or 500
+    message = obj.get("message") or obj.get("reason") or "watch ERROR"
+    details = obj.get("details") or {}
+    retry = details.get("retryAfterSeconds")
+    if code == 410 or obj.get("reason") in ("Expired", "Gone"):
+        return Gone(410, message)
+    if code in (401, 403):
+        return Forbidden(code, message)
+    return ApiError(code, message, float(retry) if retry else None)
