@@ -1,0 +1,59 @@
+"""Bad configuration names the field and the fix; good configuration becomes typed settings."""
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from exporter import settings
+from exporter.errors import ConfigError
+
+
+def test_defaults_load_and_layer_file_env_flags(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("records:\n  cluster_name: from-file\nkubernetes:\n  page_size: 100\n")
+    s = settings.load(str(f), {"KEE__KUBERNETES__PAGE_SIZE": "200"}, [("records.cluster_name", "from-flag")])
+    assert s.records.cluster_name == "from-flag"
+    assert s.kubernetes.page_size == 200
+    assert s.kubernetes.api == "events.k8s.io/v1"
+
+
+@pytest.mark.parametrize("override,field", [
+    (("kubernetes.api", "v2"), "kubernetes.api"),
+    (("kubernetes.page_size", "many"), "kubernetes.page_size"),
+    (("sinks.kafka.colour", "red"), "sinks.kafka.colour"),
+    (("records.max_message_bytes", 10), "records.max_message_bytes"),
+    (("filters.field_selector", "colour=red"), "filters.field_selector"),
+])
+def test_errors_name_the_field(override, field):
+    with pytest.raises(ConfigError) as e:
+        settings.load(None, {}, [override])
+    assert e.value.field == field
+    assert e.value.fix
+
+
+def test_file_store_without_path_is_refused():
+    with pytest.raises(ConfigError, match="checkpoint.path"):
+        settings.load(None, {}, [("checkpoint.store", "file")])
+
+
+def test_unreadable_or_invalid_yaml_is_reported(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        settings.load(str(tmp_path / "missing.yaml"), {}, [])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kubernetes: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        settings.load(str(bad), {}, [])
+
+
+def test_schema_and_dataclasses_describe_the_same_settings():
+    schema = json.loads((Path(__file__).parents[2] / "schemas" / "config.schema.json").read_text())
+
+    def walk(cls, node, path):
+        props = node["properties"]
+        names = {f.name for f in dataclasses.fields(cls)}
+        assert names == set(props), f"{path or 'top'}: dataclass {sorted(names ^ set(props))} differ from schema"
+        for f in dataclasses.fields(cls):
+            if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
+                walk(f.default_factory, props[f.name], f"{path}{f.name}.")
+    walk(settings.Settings, schema, "")
