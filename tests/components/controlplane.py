@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Iterable
 
-from .paths import binary, new_workdir
+from .paths import binary, kwok_stages, new_workdir
 from .proc import ComponentError, ManagedProcess, free_port, run, wait_until
 from .tls import CA, rsa_keypair
 
@@ -47,6 +47,7 @@ class ControlPlane:
         self.kcm_bin = binary("kube-controller-manager") if controller_manager else None
         self.scheduler_bin = binary("kube-scheduler") if scheduler else None
         self.kwok_bin = binary("kwok") if kwok else None
+        self.kwok_config = kwok_stages() if kwok else None
         self.dir = Path(workdir) if workdir else new_workdir("kube")
         self.event_ttl = event_ttl
         self.ports = {n: free_port() for n in ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok")}
@@ -160,10 +161,9 @@ class ControlPlane:
 
     def _kwok_argv(self) -> list:
         kc = self._component_kubeconfig("kwok")
-        return [self.kwok_bin, f"--kubeconfig={kc}", "--manage-all-nodes=false",
+        return [self.kwok_bin, f"--config={self.kwok_config}", f"--kubeconfig={kc}", "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
-                "--manage-nodes-with-label-selector=", "--disregard-status-with-annotation-selector=",
-                "--disregard-status-with-label-selector=", "--cidr=10.0.0.1/24", "--node-ip=10.0.0.1",
+                "--cidr=10.0.0.1/24", "--node-ip=10.0.0.1", "--node-lease-duration-seconds=40",
                 f"--server-address=127.0.0.1:{self.ports['kwok']}"]
 
     # -- lifecycle -----------------------------------------------------------------
@@ -253,7 +253,10 @@ class ControlPlane:
         req.add_header("Authorization", f"Bearer {token or self.admin_token}")
         try:
             with urllib.request.urlopen(req, timeout=timeout, context=self.ssl_context()) as r:
-                line = r.readline()
+                try:
+                    line = r.readline()
+                except TimeoutError:  # nothing happened within `timeout`
+                    return r.status, None
                 return r.status, (json.loads(line) if line.strip() else None)
         except urllib.error.HTTPError as e:
             raw = e.read()
@@ -317,11 +320,14 @@ class ControlPlane:
     def force_410(self) -> int:
         """Make every resourceVersion older than now answer 410 Gone, also on the events watch.
 
-        Bumps etcd's revision (writes a ConfigMap), compacts etcd to the current revision and
+        Bumps etcd's revision twice (a ConfigMap created and deleted: a watch from RV starts
+        at RV+1, which must itself be compacted), compacts etcd to the current revision and
         restarts the apiserver so its watch cache cannot serve old versions from memory.
-        Returns the compaction revision: any resourceVersion below it is gone."""
-        self.kubectl("create", "configmap", f"kee-410-{uuid.uuid4().hex[:8]}", "-n", "default",
-                     "--from-literal=why=force_410")
+        Returns the compaction revision C: every resourceVersion observed before this call
+        (any RV < C-1) now answers 410 Gone to a watch."""
+        name = f"kee-410-{uuid.uuid4().hex[:8]}"
+        self.kubectl("create", "configmap", name, "-n", "default", "--from-literal=why=force_410")
+        self.kubectl("delete", "configmap", name, "-n", "default")
         rev = self.etcd_compact()
         self.restart_apiserver()
         return rev

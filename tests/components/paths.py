@@ -36,6 +36,14 @@ def binary(name: str) -> Path:
         f"(or `scripts/testbin <component>`) first; KEE_CACHE={cache_dir()}")
 
 
+def kwok_stages() -> Path:
+    """The default KWOK Stage objects (node initialize/heartbeat, pod ready/complete/delete)."""
+    p = cache_dir() / "kwok" / "stages.yaml"
+    if p.is_file():
+        return p
+    raise MissingComponent(f"{p} is missing: run `scripts/testbin kwok` first")
+
+
 def kafka_libs() -> Path:
     libs = cache_dir() / "kafka" / "libs"
     if not any(libs.glob("kafka_2.13-*.jar")):
