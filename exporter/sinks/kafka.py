@@ -567,7 +567,16 @@ class KafkaSink:
 
     # -- delivery reports (poller thread) -----------------------------------------------
 
-    def _on_delivery(self, msg: _Msg, gen: int, err: KafkaError | None, _kmsg) -> None:
+    def _on_delivery(self, msg: _Msg, gen: int, err: KafkaError | None, kmsg) -> None:
+        try:
+            self._delivery(msg, gen, err)
+        except Exception as exc:  # noqa: BLE001 - a lost report would stall the watermark for good
+            self.stats.error("kafka", "delivery_callback")
+            log.error("kafka_delivery_callback_failed", error=self.redact(exc)[:300], seq=msg.seq)
+            if gen == self._gen and err is not None:
+                self._schedule_retry(msg, err)
+
+    def _delivery(self, msg: _Msg, gen: int, err: KafkaError | None) -> None:
         if gen != self._gen:
             return  # a report from a replaced producer; the record was produced again
         if err is None:
