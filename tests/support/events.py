@@ -1,0 +1,56 @@
+"""Create real Event objects through both APIs (as controllers and kubelets do)."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import datetime, timezone
+
+
+def now(micro: bool = False) -> str:
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ"
+    return datetime.now(timezone.utc).strftime(fmt)
+
+
+def core_event(ns: str, name: str | None = None, *, reason: str = "KeeTest", message: str = "core event",
+               etype: str = "Warning", obj_name: str = "web-1") -> dict:
+    return {"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": name or f"kee-core-{uuid.uuid4().hex[:10]}", "namespace": ns},
+            "involvedObject": {"kind": "Pod", "name": obj_name, "namespace": ns, "uid": str(uuid.uuid4()),
+                               "apiVersion": "v1", "fieldPath": "spec.containers{web}"},
+            "reason": reason, "message": message, "type": etype,
+            "source": {"component": "kee-test", "host": "node-a"},
+            "firstTimestamp": now(), "lastTimestamp": now(), "count": 1}
+
+
+def v1_event(ns: str, name: str | None = None, *, reason: str = "KeeTest", note: str = "events.k8s.io event",
+             etype: str = "Normal", obj_name: str = "web-2") -> dict:
+    return {"apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": name or f"kee-v1-{uuid.uuid4().hex[:10]}", "namespace": ns},
+            "eventTime": now(micro=True), "reportingController": "example.com/kee-test",
+            "reportingInstance": "kee-test-1", "action": "Testing", "reason": reason, "note": note, "type": etype,
+            "regarding": {"kind": "Pod", "name": obj_name, "namespace": ns, "uid": str(uuid.uuid4()),
+                          "apiVersion": "v1"}}
+
+
+def create(cp, body: dict) -> dict:
+    ns = body["metadata"]["namespace"]
+    path = (f"/api/v1/namespaces/{ns}/events" if body["apiVersion"] == "v1"
+            else f"/apis/events.k8s.io/v1/namespaces/{ns}/events")
+    for attempt in range(50):
+        status, raw = cp.request("POST", path, body)
+        if status == 201:
+            return json.loads(raw)
+        if status >= 500 or status == 429 or status == 0:  # apiserver restarting
+            time.sleep(0.2)
+            continue
+        raise AssertionError(f"create event: {status} {raw[:300]!r}")
+    raise AssertionError(f"create event: apiserver kept answering {status}")
+
+
+def bump_core_count(cp, ns: str, name: str, count: int) -> dict:
+    status, raw = cp.request("PATCH", f"/api/v1/namespaces/{ns}/events/{name}",
+                             json.dumps({"count": count, "lastTimestamp": now()}).encode(),
+                             content_type="application/merge-patch+json")
+    assert status == 200, raw[:300]
+    return json.loads(raw)
