@@ -91,21 +91,34 @@ class KafkaSettings:
 
 @dataclass
 class OtlpSettings:
+    """The OTLP logs sink (exporter/sinks/otlp.py, docs/otlp.md).
+
+    Transport fields left unset (None, {}) fall back to the standard environment:
+    OTEL_EXPORTER_OTLP_LOGS_* first, then OTEL_EXPORTER_OTLP_*; a value set here wins.
+    """
     enabled: bool = False
-    protocol: str = "grpc"                 # grpc | http/protobuf (OTEL_EXPORTER_OTLP_LOGS_PROTOCOL)
-    endpoint: str | None = None            # None: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT / _ENDPOINT / SDK default
-    headers: dict[str, str] = field(default_factory=dict)
-    insecure: bool | None = None           # gRPC without TLS; None: from endpoint scheme / env
-    ca_file: str | None = None
-    client_cert_file: str | None = None
-    client_key_file: str | None = None
-    compression: str | None = None         # gzip | none; None: env or none
-    timeout_seconds: float = 10.0
-    batch_max_records: int = 512           # per export request
-    batch_max_bytes: int = 4194304         # 4 MiB, under the gRPC default max message size
-    batch_timeout_seconds: float = 1.0     # a partial batch waits at most this long
-    max_in_flight_records: int = 10000     # backpressure threshold
-    resource_attributes: dict[str, str] = field(default_factory=dict)
+    protocol: str | None = None            # grpc | http/protobuf; None: env *_PROTOCOL, else grpc
+    endpoint: str | None = None            # grpc: http(s)://host:4317; http: base URL (/v1/logs appended) or
+                                           # full URL; None: env *_ENDPOINT, else localhost:4317 / :4318
+    headers: dict[str, str] = field(default_factory=dict)  # merged over env *_HEADERS (these win per key)
+    insecure: bool | None = None           # gRPC without TLS; None: env *_INSECURE, else from the endpoint scheme
+    ca_file: str | None = None             # PEM CA bundle; None: env *_CERTIFICATE, else system roots
+    client_cert_file: str | None = None    # mTLS client certificate (PEM); env *_CLIENT_CERTIFICATE
+    client_key_file: str | None = None     # mTLS client key (PEM); env *_CLIENT_KEY
+    compression: str | None = None         # gzip | none; None: env *_COMPRESSION, else none
+    timeout_seconds: float | None = None   # per export request, the SDK's quick retries included; None: env
+                                           # *_TIMEOUT (milliseconds, as the OTLP spec says), else 10 s
+    batch_max_records: int = 512           # records per export request
+    batch_max_bytes: int = 4194304         # 4 MiB encoded per request: under gRPC's default 4 MiB receive limit
+                                           # (requests are a little over this when one record alone is bigger)
+    batch_timeout_seconds: float = 1.0     # a partial batch waits at most this long (the source's idle flush
+                                           # sends it at once)
+    max_in_flight_records: int = 10000     # records held until confirmed; above it send() blocks (backpressure)
+    max_in_flight_bytes: int = 67108864    # 64 MiB of encoded records held for retries: the other memory bound
+    retry_backoff_initial_seconds: float = 0.5  # first delay before a failed request is sent again; doubled
+    retry_backoff_max_seconds: float = 30.0     # cap: a recovered Collector is used within 30 s
+    resource_attributes: dict[str, str] = field(default_factory=dict)  # added to every record's resource,
+                                           # over OTEL_RESOURCE_ATTRIBUTES; k8s.cluster.name comes from records
 
 
 @dataclass
@@ -265,6 +278,9 @@ def check(s: Settings) -> None:
     if s.sinks.kafka.enabled:
         from exporter.sinks.kafka import check_settings
         check_settings(s.sinks.kafka)
+    if s.sinks.otlp.enabled:
+        from exporter.sinks.otlp import check_settings as check_otlp
+        check_otlp(s.sinks.otlp)
     if not (s.sinks.stdout.enabled or s.sinks.kafka.enabled or s.sinks.otlp.enabled):
         raise ConfigError("sinks", "no sink is enabled", "enable sinks.stdout, sinks.kafka or sinks.otlp")
     from exporter.transforms.filters import FilterError, parse_field_selector

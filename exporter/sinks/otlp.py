@@ -113,7 +113,22 @@ def ts_nanos(ts: str | None) -> int:
     return whole * 1_000_000_000 + dt.microsecond * 1000
 
 
+_GO_TIME_CACHE: dict[str, str] = {}
+
+
 def go_time_string(ts: str | None) -> str:
+    """Cached :func:`_go_time_string` (creation timestamps repeat: second precision)."""
+    if not ts:
+        return ""
+    v = _GO_TIME_CACHE.get(ts)
+    if v is None:
+        if len(_GO_TIME_CACHE) > 4096:
+            _GO_TIME_CACHE.clear()
+        v = _GO_TIME_CACHE[ts] = _go_time_string(ts)
+    return v
+
+
+def _go_time_string(ts: str) -> str:
     """The Collector's ``k8s.event.start_time`` spelling: Go's time.Time.String() in UTC.
 
     "2026-11-29T03:18:45Z" -> "2026-11-29 03:18:45 +0000 UTC" (fraction digits kept
@@ -269,17 +284,28 @@ def _ld(tag: bytes, payload: bytes) -> bytes:
     return tag + (_V1[n] if n < 128 else _varint(n)) + payload
 
 
+_KEY_PREFIX: dict[str, bytes] = {}
+
+
 def _kv(tag: bytes, key: str, value: Any) -> bytes:
     """One KeyValue as a field ``tag`` of its parent (string, int or bool value)."""
+    kp = _KEY_PREFIX.get(key)
+    if kp is None:
+        kp = _KEY_PREFIX[key] = _ld(b"\x0a", _utf8(key)) + b"\x12"
     if type(value) is str:
-        av = _ld(b"\x0a", _utf8(value))
+        sb = _utf8(value)
+        n = len(sb)
+        av = b"\x0a" + (_V1[n] if n < 128 else _varint(n)) + sb
     elif type(value) is bool:
         av = b"\x10\x01" if value else b"\x10\x00"
     elif type(value) is int:
         av = b"\x18" + _varint(value)
     else:
         av = _ld(b"\x0a", _utf8(str(value)))
-    return _ld(tag, _ld(b"\x0a", _utf8(key)) + _ld(b"\x12", av))
+    n = len(av)
+    kv = kp + (_V1[n] if n < 128 else _varint(n)) + av
+    n = len(kv)
+    return tag + (_V1[n] if n < 128 else _varint(n)) + kv
 
 
 #: Attributes whose values repeat across records: their encoded bytes are cached.
