@@ -75,6 +75,8 @@ __all__ = ["KafkaSink", "TopicTemplate", "check_settings", "producer_config", "m
 FATAL_LOG_INTERVAL = 30.0
 #: Seconds between two logs of the same transient client error (broker down...).
 TRANSIENT_LOG_INTERVAL = 10.0
+#: Seconds between two logs of the same librdkafka log line.
+LIBRDKAFKA_LOG_INTERVAL = 30.0
 #: A fatal condition is cleared once records are delivered and it has not recurred for this many seconds.
 CLEAR_AFTER = 5.0
 #: Seconds a blocked send() waits on the condition before re-checking (interrupt, close).
@@ -423,24 +425,35 @@ class _Msg:
 
 
 class _LogBridge(logging.Logger):
-    """librdkafka's log lines -> exporter.log, redacted."""
+    """librdkafka's log lines -> exporter.log, redacted, each distinct line at most once per LIBRDKAFKA_LOG_INTERVAL
+    (a failing broker connection repeats the same line several times a second)."""
+
+    _DIGITS = re.compile(r"\d+")
 
     def __init__(self, redact: Redactor) -> None:
         super().__init__("kube-event-exporter.librdkafka", logging.DEBUG)
         self._redact = redact
+        self._seen: dict[str, list] = {}  # shape of the line -> [last logged at, repeats since]
 
     def log(self, level, msg, *args, **kw):  # confluent_kafka calls logger.log(level, fmt, *args)
         try:
-            text = msg % args if args else msg
+            text = msg % args if args else str(msg)
         except Exception:  # noqa: BLE001
             text = f"{msg} {args}"
         text = self._redact(text)
-        if level >= logging.ERROR:
-            log.error("librdkafka", message=text)
-        elif level >= logging.WARNING:
-            log.warning("librdkafka", message=text)
-        else:
-            log.debug("librdkafka", message=text)
+        shape = self._DIGITS.sub("#", text)[:200]
+        now = time.monotonic()
+        seen = self._seen.get(shape)
+        if seen is not None and now - seen[0] < LIBRDKAFKA_LOG_INTERVAL:
+            seen[1] += 1
+            return
+        repeated = seen[1] if seen is not None else 0
+        if len(self._seen) > 1000:
+            self._seen.clear()
+        self._seen[shape] = [now, 0]
+        fn = log.error if level >= logging.ERROR else log.warning if level >= logging.WARNING else \
+            log.info if level >= logging.INFO else log.debug
+        fn("librdkafka", message=text, **({"repeated_since_last": repeated} if repeated else {}))
 
 
 class KafkaSink:
