@@ -1,0 +1,267 @@
+"""The OTLP sink against the REAL OpenTelemetry Collector (otelcol-kee, tests/components/collector.py).
+
+- records over gRPC and over OTLP/HTTP come back out of the file exporter with the
+  mapped attributes, severity, body and timestamps (both Event API shapes);
+- the Collector is down while records keep coming, then up: every record arrives and
+  the watermark (what the checkpoint follows) waited for it;
+- the CLI replay path end to end;
+- side by side with the Collector's own k8s_events receiver on the same apiserver and
+  the same Events: same attribute names and values, apart from the documented
+  differences (docs/otlp.md).
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from exporter.metrics import Stats
+from exporter.records import normalise
+from exporter.settings import OtlpSettings
+from exporter.sinks.otlp import OtlpSink, otlp_view
+from tests.components import Collector
+
+pytestmark = pytest.mark.real
+
+ROOT = Path(__file__).resolve().parents[2]
+GEN = Path(os.environ.get("KEE_GEN_STREAM", "/work/shared/bench/gen_stream.py"))
+
+
+def sample_records(cluster: str, n: int) -> list[dict]:
+    """n records alternating the two API shapes, each with a unique event uid."""
+    out = []
+    for i in range(n):
+        uid = f"{cluster}-{i}"
+        if i % 2:
+            obj = {"kind": "Event", "apiVersion": "v1",
+                   "metadata": {"name": f"web-{i}.1", "namespace": "shop", "uid": uid, "resourceVersion": str(1000 + i),
+                                "creationTimestamp": "2026-11-29T03:18:45Z"},
+                   "involvedObject": {"kind": "Pod", "namespace": "shop", "name": f"web-{i}", "uid": f"pod-{i}",
+                                      "apiVersion": "v1", "resourceVersion": "55", "fieldPath": "spec.containers{web}"},
+                   "reason": "BackOff", "message": f"Back-off restarting failed container ({i}) é",
+                   "source": {"component": "kubelet", "host": "node-a"}, "count": i + 1,
+                   "firstTimestamp": "2026-11-29T03:18:45Z", "lastTimestamp": "2026-11-29T03:20:05Z",
+                   "type": ["Warning", "Error", "critical"][i % 3]}
+        else:
+            obj = {"kind": "Event", "apiVersion": "events.k8s.io/v1",
+                   "metadata": {"name": f"dep-{i}.2", "namespace": "shop", "uid": uid, "resourceVersion": str(1000 + i),
+                                "creationTimestamp": "2026-11-29T03:18:45Z"},
+                   "eventTime": "2026-11-29T03:18:45.123456Z", "reportingController": "deployment-controller",
+                   "reportingInstance": "kcm-1", "action": "Scaling", "reason": "ScalingReplicaSet",
+                   "regarding": {"kind": "Deployment", "namespace": "shop", "name": f"dep-{i}", "uid": f"d-{i}",
+                                 "apiVersion": "apps/v1", "resourceVersion": "77"},
+                   "note": f"Scaled up replica set dep-{i} to 3", "type": "Normal"}
+            if i % 4 == 0:
+                obj["series"] = {"count": 4, "lastObservedTime": "2026-11-29T03:25:00.654321Z"}
+        out.append(normalise(obj, False, cluster=cluster, max_message_bytes=8192))
+    return out
+
+
+def mine(logs: list[dict], cluster: str) -> list[dict]:
+    return [r for r in logs if r["resource"].get("k8s.cluster.name") == cluster]
+
+
+def comparable(flat: dict) -> dict:
+    """A flattened Collector record in otlp_view's shape."""
+    return {k: flat[k] for k in ("resource", "time_unix_nano", "observed_time_unix_nano", "severity_number",
+                                 "severity_text", "body", "attributes")} | {
+        "scope": {"name": flat["scope"]["name"], "version": flat["scope"]["version"]}}
+
+
+def make_sink(col: Collector, protocol: str, cluster: str, **kw) -> OtlpSink:
+    endpoint = f"http://{col.grpc_endpoint}" if protocol == "grpc" else col.http_endpoint
+    cfg = OtlpSettings(enabled=True, protocol=protocol, endpoint=endpoint, **kw)
+    return OtlpSink(cfg, cluster=cluster, stats=Stats(), env={})
+
+
+@pytest.mark.parametrize("protocol,compression", [("grpc", "none"), ("http/protobuf", "none"),
+                                                  ("grpc", "gzip"), ("http/protobuf", "gzip")])
+def test_records_arrive_with_mapped_fields(otel_collector, protocol, compression):
+    cluster = f"it-{uuid.uuid4().hex[:8]}"
+    records = sample_records(cluster, 40)
+    sink = make_sink(otel_collector, protocol, cluster, compression=compression, batch_max_records=16)
+    try:
+        for seq, r in enumerate(records, 1):
+            sink.send(seq, b"", r)
+        sink.flush()
+        deadline = time.monotonic() + 20
+        while sink.acked() < len(records) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sink.acked() == len(records)
+    finally:
+        sink.close(10)
+    logs = otel_collector.wait_for_logs(lambda logs: len(mine(logs, cluster)) >= len(records), 20)
+    got = {r["attributes"]["k8s.event.uid"]: r for r in mine(logs, cluster)}
+    assert len(mine(logs, cluster)) == len(records)  # each once
+    for r in records:
+        g = got[r["event"]["uid"]]
+        assert comparable(g) == otlp_view(r, env={}), r["event"]["uid"]
+    # spot checks in plain words
+    core = got[f"{cluster}-1"]
+    assert core["severity_text"] == "Warning" and core["severity_number"] == 13
+    assert core["body"] == "Back-off restarting failed container (1) é"
+    assert core["resource"]["k8s.node.name"] == "node-a" and core["attributes"]["k8s.event.count"] == 2
+    series = got[f"{cluster}-0"]
+    assert series["severity_number"] == 9 and series["attributes"]["k8s.event.count"] == 4
+    assert series["time_unix_nano"] == 1795922700654321000  # 2026-11-29T03:25:00.654321Z
+    assert got[f"{cluster}-5"]["severity_number"] == 21  # "critical", case-insensitive
+    assert sink.exports >= 3 and sink.retries == 0
+
+
+def test_collector_down_then_up_every_record_arrives_and_watermark_waits(otel_collector):
+    col = otel_collector
+    cluster = f"down-{uuid.uuid4().hex[:8]}"
+    records = sample_records(cluster, 300)
+    sink = make_sink(col, "grpc", cluster, timeout_seconds=2, batch_max_records=50, batch_timeout_seconds=0.1,
+                     max_in_flight_records=120, retry_backoff_initial_seconds=0.2, retry_backoff_max_seconds=1)
+    sent = []
+    col.stop()
+    try:
+        def produce():
+            for seq, r in enumerate(records, 1):
+                sink.send(seq, b"", r)  # blocks once 120 are held: backpressure
+                sent.append(seq)
+        t = threading.Thread(target=produce, daemon=True)
+        t.start()
+        time.sleep(4)
+        assert sink.acked() == 0, "nothing may be confirmed while the Collector is down"
+        assert 100 <= len(sent) <= 121, f"send() should block at the in-flight bound, sent {len(sent)}"
+        assert sink.retries >= 2 and sink.failures
+    finally:
+        col.start()
+    t.join(60)
+    assert not t.is_alive()
+    deadline = time.monotonic() + 30
+    while sink.acked() < len(records) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sink.acked() == len(records)
+    sink.close(10)
+    logs = col.wait_for_logs(lambda logs: len({r["attributes"]["k8s.event.uid"]
+                                               for r in mine(logs, cluster)}) >= len(records), 30)
+    uids = collections.Counter(r["attributes"]["k8s.event.uid"] for r in mine(logs, cluster))
+    assert set(uids) == {r["event"]["uid"] for r in records}
+    assert sink.blocked >= 1
+    metrics = {(n, tuple(lbl.items())): v for n, _, _, lbl, v in sink.metrics()}
+    assert metrics[("kee_records_emitted", (("sink", "otlp"),))] == len(records)
+    assert metrics[("kee_otlp_in_flight_records", ())] == 0
+
+
+def _gen(tmp_path: Path, n: int) -> tuple[Path, set[tuple[str, str]]]:
+    path = tmp_path / "stream.jsonl"
+    subprocess.run([sys.executable, str(GEN), "-n", str(n), "-o", str(path)], check=True, timeout=120)
+    want = set()
+    for line in path.read_bytes().splitlines():
+        env = json.loads(line)
+        if env.get("type") in ("ADDED", "MODIFIED"):
+            md = env["object"]["metadata"]
+            want.add((md["uid"], md["resourceVersion"]))
+    return path, want
+
+
+def _replay(path: Path, col: Collector, cluster: str, *extra: str) -> subprocess.Popen:
+    args = [sys.executable, "-m", "exporter", "replay", str(path), "--set", "sinks.otlp.enabled=true",
+            "--set", f"sinks.otlp.endpoint=http://{col.grpc_endpoint}", "--set", "sinks.stdout.enabled=false",
+            "--set", f"records.cluster_name={cluster}", *extra]
+    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.mark.skipif(not GEN.exists(), reason="gen_stream.py (the shared bench generator) is not on this machine")
+def test_cli_replay_collector_down_then_up(otel_collector, tmp_path):
+    """`python -m exporter replay` to a Collector that is down at first: every occurrence arrives."""
+    col = otel_collector
+    path, want = _gen(tmp_path, 3000)
+    cluster = f"replay-{uuid.uuid4().hex[:8]}"
+    col.stop()
+    try:
+        proc = _replay(path, col, cluster, "--set", "sinks.otlp.retry_backoff_max_seconds=1",
+                       "--set", "sinks.otlp.timeout_seconds=2")
+        time.sleep(3)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    finally:
+        col.start()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    assert b"otlp_export_failed" in err and b"otlp_close_undelivered" not in err
+    logs = col.wait_for_logs(lambda logs: len(mine(logs, cluster)) >= len(want), 30)
+    got = {(r["attributes"]["k8s.event.uid"], r["resource"]["k8s.object.resource_version"]) for r in
+           mine(logs, cluster)}
+    assert len({r["attributes"]["k8s.event.uid"] for r in mine(logs, cluster)}) == len({u for u, _ in want})
+    assert len(mine(logs, cluster)) >= len(want)
+    del got
+
+
+# --- side by side with the Collector's own k8s_events receiver ---------------------------------
+
+#: Attributes we add or spell differently (docs/otlp.md, "Differences from the k8s_events receiver").
+OURS_ONLY_RESOURCE = {"k8s.cluster.name", "k8s.namespace.name", "k8s.node.name"}
+OURS_ONLY_ATTRS = {"k8s.event.count", "k8s.event.reporting_controller", "k8s.event.reporting_instance",
+                   "k8s.namespace.name"}
+
+
+def test_same_attributes_as_collector_k8s_events_receiver(control_plane, namespace, otel_collector, tmp_path):
+    from tests.support.events import bump_core_count, core_event, create, v1_event
+    from tests.support.exporter_proc import Exporter
+
+    cp = control_plane
+    peer = Collector.k8s_events(cp, namespaces=[namespace])
+    peer.start()
+    cluster = f"sbs-{uuid.uuid4().hex[:8]}"
+    exp = Exporter(["run", "--kubeconfig", str(cp.kubeconfig), "--listen", "127.0.0.1:0", "--namespace", namespace,
+                    "--set", "sinks.stdout.enabled=false", "--set", "sinks.otlp.enabled=true",
+                    "--set", f"sinks.otlp.endpoint=http://{otel_collector.grpc_endpoint}",
+                    "--set", "sinks.otlp.batch_timeout_seconds=0.2", "--set", f"records.cluster_name={cluster}"],
+                   tmp_path / "exp.log")
+    try:
+        time.sleep(2)  # the receiver ignores Events older than its start (second precision)
+        made = [create(cp, core_event(namespace, message=f"core {i}", etype=["Warning", "Normal"][i % 2]))
+                for i in range(3)]
+        made += [create(cp, v1_event(namespace, note=f"v1 {i}")) for i in range(3)]
+        bump_core_count(cp, namespace, made[0]["metadata"]["name"], 2)
+        uids = {m["metadata"]["uid"] for m in made}
+
+        def by_uid(logs):
+            out = collections.defaultdict(list)
+            for r in logs:
+                uid = r["attributes"].get("k8s.event.uid")
+                if uid in uids:
+                    out[uid].append(r)
+            return out
+        theirs = by_uid(peer.wait_for_logs(lambda logs: len(by_uid(logs)) == len(uids), 60))
+        ours = by_uid(otel_collector.wait_for_logs(
+            lambda logs: len(by_uid(mine(logs, cluster))) == len(uids), 60))
+        ours = by_uid(mine(otel_collector.read_logs(), cluster))
+        report = []
+        for uid in uids:
+            t, o = theirs[uid][-1], ours[uid][-1]  # the latest occurrence each saw
+            for k, v in t["resource"].items():
+                if o["resource"].get(k, o["attributes"].get(k)) != v:
+                    report.append((uid, "resource", k, v, o["resource"].get(k)))
+            for k, v in t["attributes"].items():
+                if o["attributes"].get(k, o["resource"].get(k)) != v:
+                    report.append((uid, "attr", k, v, o["attributes"].get(k)))
+            for f in ("body", "severity_number", "severity_text", "time_unix_nano"):
+                if t[f] != o[f]:
+                    report.append((uid, f, t[f], o[f]))
+            extra_res = set(o["resource"]) - set(t["resource"]) - set(t["attributes"])
+            extra_attrs = set(o["attributes"]) - set(t["attributes"]) - set(t["resource"])
+            assert extra_res <= OURS_ONLY_RESOURCE, extra_res
+            assert extra_attrs <= OURS_ONLY_ATTRS, extra_attrs
+            assert o["observed_time_unix_nano"] > 0
+        assert not report, "\n".join(map(str, report))
+        # the recurring one: both saw the bump (count 2)
+        bumped = made[0]["metadata"]["uid"]
+        assert ours[bumped][-1]["attributes"]["k8s.event.count"] == 2
+    finally:
+        exp.stop()
+        peer.stop()
+        if not os.environ.get("KEE_KEEP_TMP"):
+            shutil.rmtree(peer.dir, ignore_errors=True)
