@@ -18,9 +18,10 @@ Semantics (the same as client-go's leaderelection, with the overlap removed):
     release()   on graceful stop: the renew thread is stopped and the Lease's
                 holderIdentity is cleared, so a standby takes over at its next poll.
 
-Timeline after the leader dies (L = lease duration, R = retry period): its last
-renewal r is seen by the standby by r + R, which then waits L on its own clock:
-takeover between kill + L - R and kill + L + 2R.
+Timeline after the leader dies (L = lease duration, R = retry period, J = 1.2 for
+the standby's poll jitter): its last renewal r (kill - R <= r <= kill) is seen by the
+standby by r + J*R; the standby looks again exactly L after it saw it: takeover
+between kill + L - R and kill + L + J*R (plus two API round trips).
 
 Every transition is logged: leader_acquired, leader_observed (a standby sees a new
 holder), leader_renew_failed, leader_lost, leader_released.
@@ -98,6 +99,7 @@ class LeaderElector:
         self._observed: tuple | None = None   # last lease record seen
         self._observed_at = 0.0               # monotonic time we first saw that record
         self._observed_holder: str | None = None
+        self._expires_at: float | None = None  # standby: when the observed lease runs out (our clock)
         self._threads: list[threading.Thread] = []
         # counters for metrics()
         self.acquisitions = 0
@@ -139,7 +141,10 @@ class LeaderElector:
             cb = self.on_standby_poll
             if cb is not None:
                 self._call(cb)
-            self.stop.wait(self.s.retry_period_seconds * (1 + random.uniform(0, self._jitter)))
+            delay = self.s.retry_period_seconds * (1 + random.uniform(0, self._jitter))
+            if self._expires_at is not None:  # look again right when the holder's lease runs out
+                delay = min(delay, max(0.01, self._expires_at - self._clock() + 0.01))
+            self.stop.wait(delay)
         return False
 
     def is_leader(self) -> bool:
@@ -213,6 +218,7 @@ class LeaderElector:
 
     def _try_acquire_or_renew(self, *, renewing: bool) -> bool:
         """One attempt; True when we hold the Lease afterwards."""
+        self._expires_at = None
         timeout = max(0.5, self.s.renew_deadline_seconds if not renewing
                       else self._renewed_at + self.s.renew_deadline_seconds - self._clock())
         try:
@@ -239,6 +245,7 @@ class LeaderElector:
             if holder and holder != self.identity:
                 duration = spec.get("leaseDurationSeconds") or self.lease_seconds
                 if self._clock() < self._observed_at + duration:
+                    self._expires_at = self._observed_at + duration
                     return False  # held, and it changed within its duration as we see it
                 log.info("leader_lease_expired", lease=f"{self.namespace}/{self.name}", holder=holder,
                          unchanged_for_seconds=round(self._clock() - self._observed_at, 2))
