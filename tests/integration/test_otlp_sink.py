@@ -26,6 +26,12 @@ import pytest
 
 from exporter.metrics import Stats
 from exporter.records import normalise
+
+try:  # the watch decodes into exporter.wire.Event structs where that module exists
+    from exporter.wire import event as _wire_event
+except ImportError:  # pragma: no cover - older tree: normalise takes the dict
+    def _wire_event(obj):
+        return obj
 from exporter.settings import OtlpSettings
 from exporter.sinks.otlp import OtlpSink, otlp_view
 from tests.components import Collector
@@ -62,7 +68,7 @@ def sample_records(cluster: str, n: int) -> list[dict]:
                    "note": f"Scaled up replica set dep-{i} to 3", "type": "Normal"}
             if i % 4 == 0:
                 obj["series"] = {"count": 4, "lastObservedTime": "2026-11-29T03:25:00.654321Z"}
-        out.append(normalise(obj, False, cluster=cluster, max_message_bytes=8192))
+        out.append(normalise(_wire_event(obj), False, cluster=cluster, max_message_bytes=8192))
     return out
 
 

@@ -13,6 +13,12 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from exporter import __version__
 from exporter.errors import ConfigError
 from exporter.records import normalise
+
+try:  # the watch decodes into exporter.wire.Event structs where that module exists
+    from exporter.wire import event as _wire_event
+except ImportError:  # pragma: no cover - older tree: normalise takes the dict
+    def _wire_event(obj):
+        return obj
 from exporter.settings import OtlpSettings
 from exporter.sinks import otlp
 
@@ -56,7 +62,7 @@ NODE_EVENT = {  # cluster-scoped object: no namespace on the regarding object
 
 
 def rec(obj, cluster="prod-eu"):
-    return normalise(obj, False, cluster=cluster, max_message_bytes=8192, observed=OBSERVED)
+    return normalise(_wire_event(obj), False, cluster=cluster, max_message_bytes=8192, observed=OBSERVED)
 
 
 def nanos(y, mo, d, h, mi, s, frac_ns=0):
