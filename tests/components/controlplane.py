@@ -133,7 +133,11 @@ class ControlPlane:
                 f"--service-account-key-file={self.sa_pub}", f"--service-account-signing-key-file={self.sa_key}",
                 "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
                 f"--event-ttl={self.event_ttl}", "--endpoint-reconciler-type=none", "--profiling=false",
-                f"--watch-cache={'true' if watch_cache else 'false'}", "--v=1"]
+                f"--watch-cache={'true' if watch_cache else 'false'}",
+                # a front-proxy CA, so delegated authn in the controller-manager/scheduler is quiet
+                f"--requestheader-client-ca-file={self.ca_path}", "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-", "--v=0"]
         if not self.kcm_bin:
             # no controller-manager: nobody creates the 'default' ServiceAccount of namespaces
             args.append("--disable-admission-plugins=ServiceAccount")
@@ -346,9 +350,7 @@ class ControlPlane:
                                "labels": {"type": "kwok", "kubernetes.io/hostname": nm, "kubernetes.io/os": "linux",
                                           "kubernetes.io/arch": "amd64", **(labels or {})}},
                   "spec": {},
-                  "status": {"allocatable": res, "capacity": res,
-                             "nodeInfo": {"kubeletVersion": "fake", "kubeProxyVersion": "fake",
-                                          "architecture": "amd64", "operatingSystem": "linux"}}}
+                  "status": {"allocatable": res, "capacity": res}}
                  for nm in names]
         self.kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
         if wait_ready:
