@@ -496,6 +496,7 @@ class KafkaSink:
         self.retried = 0
         self.latency_sum = 0.0
         self.blocked_seconds = 0.0
+        self._blocked_since: float | None = None
         self.producer_resets = 0
         self.condition: Condition | None = None
         self.condition_since: float | None = None
@@ -543,14 +544,18 @@ class KafkaSink:
 
     def _wait_room(self, size: int) -> None:
         """Called with the lock held: block until there is room (backpressure)."""
-        t0 = time.monotonic()
+        self._blocked_since = t0 = time.monotonic()
         cond = self._cond
-        while len(self._pending) >= self._max_records or (self._pending and self._bytes + size > self._max_bytes):
-            if self._interrupted:
-                raise SinkInterrupted("kafka sink interrupted while waiting for room (records in flight: "
-                                      f"{len(self._pending)})")
-            cond.wait(_WAIT_SLICE)
-        self.blocked_seconds += time.monotonic() - t0
+        try:
+            while len(self._pending) >= self._max_records or \
+                    (self._pending and self._bytes + size > self._max_bytes):
+                if self._interrupted:
+                    raise SinkInterrupted("kafka sink interrupted while waiting for room (records in flight: "
+                                          f"{len(self._pending)})")
+                cond.wait(_WAIT_SLICE)
+        finally:
+            self._blocked_since = None
+            self.blocked_seconds += time.monotonic() - t0
 
     def _produce(self, msg: _Msg) -> None:
         """Hand one record to librdkafka. Never called with the lock held (poll runs callbacks)."""
@@ -780,6 +785,8 @@ class KafkaSink:
 
     def metrics(self) -> Iterator[tuple[str, str, str, dict[str, str], float]]:
         n, nbytes = self.in_flight()
+        since = self._blocked_since
+        blocked = self.blocked_seconds + (time.monotonic() - since if since is not None else 0.0)
         yield ("kee_kafka_delivered", "counter", "records confirmed delivered by a Kafka delivery report", {},
                self.delivered)
         yield ("kee_records_emitted", "counter", "records confirmed by a sink", {"sink": self.name}, self.delivered)
@@ -792,7 +799,7 @@ class KafkaSink:
         yield ("kee_kafka_delivery_latency_seconds", "counter", "sum of seconds from send to delivery report; "
                "divide by kee_kafka_delivered for the mean", {}, self.latency_sum)
         yield ("kee_kafka_backpressure_seconds", "counter", "seconds the watch waited for room in the Kafka sink",
-               {}, self.blocked_seconds)
+               {}, blocked)
         yield ("kee_kafka_producer_resets", "counter", "producers replaced after a fatal librdkafka error", {},
                self.producer_resets)
         cond = self.condition
