@@ -34,7 +34,11 @@ def _start(name: str, factory):
         comp = factory()
     except MissingComponent as e:
         pytest.fail(str(e), pytrace=False)
-    comp.start()
+    try:
+        comp.start()
+    except BaseException:
+        comp.stop()  # leave nothing half-started behind; the error has the log tail
+        raise
     STARTUP_SECONDS[name] = time.monotonic() - t0
     return comp
 
