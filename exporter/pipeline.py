@@ -20,8 +20,9 @@ import orjson
 from exporter import log
 from exporter.acks import Ledger, rv_newer
 from exporter.metrics import Stats
-from exporter.records import normalise
+from exporter.records import clock, normalise
 from exporter.sinks.base import Sink
+from exporter.wire import Event
 
 _dumps = orjson.dumps
 _OPT = orjson.OPT_APPEND_NEWLINE
@@ -55,6 +56,7 @@ class Pipeline:
         self._counts: dict[str, int] = {}  # uid -> last count (count_delta mode only)
         self.live = live
         self.seq = 0
+        self.observed = clock.now()  # collection time of the current chunk: see tick()
         self.closed = False  # set on shutdown: nothing more is handed to sinks or recorded
         self.streams: dict[str, Stream] = {}
         self._lock = threading.Lock()
@@ -65,36 +67,45 @@ class Pipeline:
 
     # --- the hot path ---------------------------------------------------------
 
-    def handle(self, stream: Stream, etype: str, obj: dict[str, Any]) -> None:
+    def tick(self) -> None:
+        """A new chunk of input arrived: stamp what follows with this collection time.
+
+        Lines of one chunk arrived together; formatting the time once per chunk,
+        not per record, is measurably cheaper on the hot path.
+        """
+        self.observed = clock.now()
+
+    def handle(self, stream: Stream, etype: str, obj: Event) -> None:
         """One watch envelope (ADDED/MODIFIED/DELETED/BOOKMARK) of one stream."""
         if self.closed:
             return
         stats = self.stats
-        md = obj.get("metadata") or {}
-        rv = md.get("resourceVersion")
+        md = obj.metadata
+        rv = md.resourceVersion if md is not None else None
         if etype == "ADDED" or etype == "MODIFIED":
             stats.received_occurrences += 1
             self._occurrence(stream, obj, etype == "MODIFIED", rv)
         elif etype == "BOOKMARK":
             stats.bookmarks += 1
             if stream.initial:
-                if (md.get("annotations") or {}).get(INITIAL_EVENTS_END) == "true":
+                if md is not None and (md.annotations or {}).get(INITIAL_EVENTS_END) == "true":
                     self.end_initial(stream, rv)
             elif rv:
                 self._position(stream, rv)
         elif etype == "DELETED":
             # TTL expiry, not an occurrence: counted, never exported as one.
             stats.deleted += 1
-            if self.count_delta:
-                self._counts.pop(md.get("uid"), None)
+            if self.count_delta and md is not None:
+                self._counts.pop(md.uid, None)
             if rv and not stream.initial:
                 self._position(stream, rv)
         else:
             stats.unknown_envelopes += 1
             log.warning("watch_envelope_unknown", stream=stream.key, type=str(etype)[:40])
 
-    def _occurrence(self, stream: Stream, obj: dict[str, Any], update: bool, rv: str | None) -> None:
-        rec = normalise(obj, update, cluster=self.cluster, max_message_bytes=self.max_message_bytes)
+    def _occurrence(self, stream: Stream, obj: Event, update: bool, rv: str | None) -> None:
+        rec = normalise(obj, update, cluster=self.cluster, max_message_bytes=self.max_message_bytes,
+                        observed=self.observed)
         if rec["message_truncated"]:
             self.stats.truncated += 1
         if self.count_delta and not self._delta(rec):
@@ -114,8 +125,7 @@ class Pipeline:
                 sink.send(seq, line, rec)
             if rv and not stream.initial:
                 stream.ledger.position(seq, rv)
-                if rv_newer(rv, stream.last_seen):
-                    stream.last_seen = rv
+                stream.last_seen = rv  # a watch delivers changes in resourceVersion order
         if self.live:
             self.stats.observe_lag(rec["timestamp"])
 
@@ -169,5 +179,6 @@ class Pipeline:
     def commit(self) -> dict[str, str | None]:
         """Advance every stream's committed RV to what all sinks have confirmed."""
         w = self.watermark()
-        self.stats.in_flight = self.seq - w
-        return {key: s.ledger.advance(w) for key, s in self.streams.items()}
+        with self._lock:
+            self.stats.in_flight = self.seq - w
+            return {key: s.ledger.advance(w) for key, s in self.streams.items()}

@@ -5,13 +5,18 @@ schemas/record.v1.schema.json and docs/records.md explains every field. Both
 events.k8s.io/v1 and core/v1 serve the same stored Events with different field
 names; this module is the only place that knows both spellings.
 
-Hot path: works on the raw dict from orjson, builds one new dict, copies no
-more than it keeps, and never touches managedFields.
+Hot path: reads the partially decoded wire struct (exporter/wire.py), builds
+one new dict, and never touches managedFields (it is not even decoded).
 """
 from __future__ import annotations
 
 import time
 from typing import Any
+
+import orjson
+
+from exporter.wire import Event, Meta, Source
+from exporter.wire import event as event_from_dict
 
 SCHEMA_VERSION = "1"
 
@@ -54,68 +59,72 @@ def truncate_message(message: str, limit: int) -> tuple[str, bool]:
     return raw[:keep].decode("utf-8", "ignore") + TRUNCATION_MARKER, True
 
 
-def _obj_ref(ref: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not ref:
+def _obj_ref(ref) -> dict[str, Any] | None:
+    if ref is None:
         return None
     return {
-        "kind": ref.get("kind"),
-        "name": ref.get("name"),
-        "namespace": ref.get("namespace"),
-        "uid": ref.get("uid"),
-        "api_version": ref.get("apiVersion"),
-        "resource_version": ref.get("resourceVersion"),
-        "field_path": ref.get("fieldPath"),
+        "kind": ref.kind,
+        "name": ref.name,
+        "namespace": ref.namespace,
+        "uid": ref.uid,
+        "api_version": ref.apiVersion,
+        "resource_version": ref.resourceVersion,
+        "field_path": ref.fieldPath,
     }
 
 
-def normalise(obj: dict[str, Any], update: bool, *, cluster: str | None,
-              max_message_bytes: int, observed: str | None = None) -> dict[str, Any]:
-    """Build the record for one Event object as a watch delivered it.
+_NO_META = Meta()
+_NO_SOURCE = Source()
+
+
+def normalise(ev: Event, update: bool, *, cluster: str | None, max_message_bytes: int,
+              observed: str | None = None) -> dict[str, Any]:
+    """Build the record for one Event (exporter.wire.Event) as a watch delivered it.
 
     ``update`` is True for MODIFIED (a recurring event seen again, or any change
     to an existing Event), False for ADDED / initial list items.
-    The API shape is told apart by apiVersion; anything unexpected (missing
-    fields, nulls, wrong types in optional places) yields nulls, never a crash.
+    The API shape is told apart by apiVersion; missing fields and nulls yield
+    nulls, never a crash (odd types were nulled by exporter.wire).
     """
-    md = obj.get("metadata") or {}
-    series = obj.get("series") or None
-    if obj.get("apiVersion") == "events.k8s.io/v1":
+    md = ev.metadata or _NO_META
+    series = ev.series
+    if ev.apiVersion == "events.k8s.io/v1":
         api = "events.k8s.io/v1"
-        message = obj.get("note")
-        regarding = obj.get("regarding")
-        src = obj.get("deprecatedSource") or {}
-        first = obj.get("deprecatedFirstTimestamp")
-        last = obj.get("deprecatedLastTimestamp")
-        count = obj.get("deprecatedCount")
-        controller = obj.get("reportingController")
+        message = ev.note
+        regarding = ev.regarding
+        src = ev.deprecatedSource or _NO_SOURCE
+        first = ev.deprecatedFirstTimestamp
+        last = ev.deprecatedLastTimestamp
+        count = ev.deprecatedCount
+        controller = ev.reportingController
     else:
         api = "v1"
-        message = obj.get("message")
-        regarding = obj.get("involvedObject")
-        src = obj.get("source") or {}
-        first = obj.get("firstTimestamp")
-        last = obj.get("lastTimestamp")
-        count = obj.get("count")
-        controller = obj.get("reportingComponent")
-    event_time = obj.get("eventTime")
-    created = md.get("creationTimestamp")
-    if series:
-        count = series.get("count") or count
-        occurred = series.get("lastObservedTime") or last or event_time or first or created
+        message = ev.message
+        regarding = ev.involvedObject
+        src = ev.source or _NO_SOURCE
+        first = ev.firstTimestamp
+        last = ev.lastTimestamp
+        count = ev.count
+        controller = ev.reportingComponent
+    event_time = ev.eventTime
+    created = md.creationTimestamp
+    if series is not None:
+        count = series.count or count
+        occurred = series.lastObservedTime or last or event_time or first or created
     else:
         occurred = last or event_time or first or created
-    if type(count) is not int or count < 1:
+    if count is None or count < 1:
         count = 1
     truncated = False
     if type(message) is str:
-        if len(message) > max_message_bytes // 4:
+        if len(message) > max_message_bytes >> 2:
             message, truncated = truncate_message(message, max_message_bytes)
     elif message is not None:
-        message = str(message)
-    etype = obj.get("type")
-    uid = md.get("uid")
-    rv = md.get("resourceVersion")
-    related = obj.get("related")
+        message = orjson.dumps(message).decode() if isinstance(message, (dict, list)) else str(message)
+    etype = ev.type
+    uid = md.uid
+    rv = md.resourceVersion
+    related = ev.related
     return {
         "schema_version": SCHEMA_VERSION,
         "id": "%s:%s" % (uid, rv),
@@ -124,22 +133,22 @@ def normalise(obj: dict[str, Any], update: bool, *, cluster: str | None,
         "first_timestamp": first or event_time or created,
         "observed_timestamp": observed or clock.now(),
         "type": etype,
-        "severity": SEVERITY.get(etype.lower(), "UNSPECIFIED") if type(etype) is str else "UNSPECIFIED",
-        "reason": obj.get("reason"),
-        "action": obj.get("action"),
+        "severity": SEVERITY.get(etype.lower(), "UNSPECIFIED") if etype else "UNSPECIFIED",
+        "reason": ev.reason,
+        "action": ev.action,
         "message": message,
         "message_truncated": truncated,
         "count": count,
         "update": update,
         "object": _obj_ref(regarding),
-        "related": _obj_ref(related) if related else None,
-        "source_component": src.get("component") or controller,
-        "source_host": src.get("host"),
+        "related": _obj_ref(related) if related is not None else None,
+        "source_component": src.component or controller,
+        "source_host": src.host,
         "reporting_controller": controller,
-        "reporting_instance": obj.get("reportingInstance"),
+        "reporting_instance": ev.reportingInstance,
         "event": {
-            "name": md.get("name"),
-            "namespace": md.get("namespace"),
+            "name": md.name,
+            "namespace": md.namespace,
             "uid": uid,
             "resource_version": rv,
             "api_version": api,

@@ -114,6 +114,11 @@ class KubeClient:
 
     def request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
                 body: Any = None, timeout: float = 30.0, content_type: str = "application/json") -> dict[str, Any]:
+        raw = self.request_raw(method, path, query=query, body=body, timeout=timeout, content_type=content_type)
+        return orjson.loads(raw) if raw else {}
+
+    def request_raw(self, method: str, path: str, *, query: dict[str, Any] | None = None,
+                    body: Any = None, timeout: float = 30.0, content_type: str = "application/json") -> bytes:
         data = orjson.dumps(body) if body is not None and not isinstance(body, bytes) else body
         resp = self._open(method, path, query, data, timeout, content_type if data is not None else None)
         try:
@@ -124,7 +129,7 @@ class KubeClient:
             resp.release_conn()
         if resp.status >= 400:
             raise error_from(resp.status, raw, resp.headers)
-        return orjson.loads(raw) if raw else {}
+        return raw
 
     def stream(self, path: str, *, query: dict[str, Any], inactivity_timeout: float) -> Iterator[list[bytes]]:
         """Open a streaming GET; yield lists of complete lines as chunks arrive.

@@ -20,9 +20,7 @@ import threading
 import time
 from typing import Any
 
-import orjson
-
-from exporter import log
+from exporter import log, wire
 from exporter.acks import rv_newer
 from exporter.errors import ApiError, Forbidden, Gone
 from exporter.kube.client import KubeClient, Unreachable
@@ -148,20 +146,21 @@ class WatchSource:
         while True:
             q = {"limit": 1 if skip_all else self.s.page_size, "continue": cont,
                  "fieldSelector": self.s.field_selector, "labelSelector": self.s.label_selector}
-            body = self.client.request("GET", self.path, query=q, timeout=60.0)
-            meta = body.get("metadata") or {}
-            list_rv = meta.get("resourceVersion") or list_rv
+            body = wire.event_list(self.client.request_raw("GET", self.path, query=q, timeout=60.0))
+            list_rv = body.metadata.resourceVersion or list_rv
+            self.pipeline.tick()
             if not skip_all:
-                for item in body.get("items") or ():
-                    rv = (item.get("metadata") or {}).get("resourceVersion")
+                for item in body.items:
+                    rv = item.metadata.resourceVersion if item.metadata is not None else None
                     if dedup_rv and rv and not rv_newer(rv, dedup_rv):
                         self.stats.relist_deduplicated += 1
                         continue
-                    item.setdefault("apiVersion", self.api_version)  # LIST items carry no apiVersion
+                    if item.apiVersion is None:
+                        item.apiVersion = self.api_version  # LIST items carry no apiVersion
                     self.pipeline.handle(st, "ADDED", item)
                     n += 1
                 self.pipeline.flush()
-            cont = meta.get("continue")
+            cont = body.metadata.continue_
             if skip_all or not cont or self.stop.is_set():
                 break
         self.pipeline.end_initial(st, list_rv)
@@ -182,22 +181,29 @@ class WatchSource:
             self.pipeline.begin_initial(st)
         else:
             q["resourceVersion"] = rv
-        handle, loads, pipeline, stats = self.pipeline.handle, orjson.loads, self.pipeline, self.stats
+        handle, decode, pipeline, stats = self.pipeline.handle, wire.envelope, self.pipeline, self.stats
         try:
             for lines in self.client.stream(self.path, query=q, inactivity_timeout=self.s.inactivity_timeout_seconds):
+                pipeline.tick()
                 for line in lines:
                     try:
-                        env = loads(line)
-                        etype = env["type"]
-                        obj = env["object"]
-                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                        env = decode(line)
+                    except wire.ValidationError:
+                        try:
+                            env = wire.lenient(line, wire.Envelope)
+                        except (wire.ValidationError, wire.DecodeError, ValueError):
+                            env = None
+                    except wire.DecodeError:
+                        env = None
+                    if env is None:
                         stats.decode_errors += 1
                         log.warning("watch_line_undecodable", stream=st.key, line=line[:200].decode("utf-8", "replace"))
                         continue
+                    etype, obj = env.type, env.object
                     if etype == "ERROR":
                         raise _status_error(obj)
                     if st.initial and dedup_rv and etype != "BOOKMARK":
-                        orv = (obj.get("metadata") or {}).get("resourceVersion")
+                        orv = obj.metadata.resourceVersion if obj.metadata is not None else None
                         if orv and not rv_newer(orv, dedup_rv):
                             stats.relist_deduplicated += 1
                             continue
@@ -223,12 +229,11 @@ class WatchSource:
             stats.ready = True
 
 
-def _status_error(obj: dict[str, Any]) -> ApiError:
-    code = obj.get("code") or 500
-    message = obj.get("message") or obj.get("reason") or "watch ERROR"
-    details = obj.get("details") or {}
-    retry = details.get("retryAfterSeconds")
-    if code == 410 or obj.get("reason") in ("Expired", "Gone"):
+def _status_error(obj: wire.Event) -> ApiError:
+    code = obj.code or 500
+    message = str(obj.message or obj.reason or "watch ERROR")
+    retry = obj.details.retryAfterSeconds if obj.details is not None else None
+    if code == 410 or obj.reason in ("Expired", "Gone"):
         return Gone(410, message)
     if code in (401, 403):
         return Forbidden(code, message)

@@ -5,6 +5,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from exporter import wire
 from exporter.records import TRUNCATION_MARKER, normalise
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "record.v1.schema.json").read_text())
@@ -35,7 +36,7 @@ V1 = {
 
 
 def rec(obj, update=False, **kw):
-    r = normalise(obj, update, cluster=kw.pop("cluster", "c1"), max_message_bytes=kw.pop("limit", 8192))
+    r = normalise(wire.event(obj), update, cluster=kw.pop("cluster", "c1"), max_message_bytes=kw.pop("limit", 8192))
     VALIDATOR.validate(r)
     return r
 
@@ -91,7 +92,7 @@ def test_short_message_is_untouched():
 def test_odd_data_gives_nulls_not_a_crash():
     odd = {"apiVersion": "v1", "metadata": None, "involvedObject": None, "count": "seven", "message": 42,
            "type": 3, "series": None, "source": None}
-    r = normalise(odd, True, cluster=None, max_message_bytes=8192)
+    r = normalise(wire.event(odd), True, cluster=None, max_message_bytes=8192)
     assert r["count"] == 1 and r["message"] == "42" and r["object"] is None and r["severity"] == "UNSPECIFIED"
     assert r["update"] is True
 

@@ -22,6 +22,7 @@ def test_defaults_load_and_layer_file_env_flags(tmp_path):
     (("kubernetes.api", "v2"), "kubernetes.api"),
     (("kubernetes.page_size", "many"), "kubernetes.page_size"),
     (("sinks.kafka.colour", "red"), "sinks.kafka.colour"),
+    (("kubernetes.namespaces", ["a", 1]), "kubernetes.namespaces.1"),
     (("records.max_message_bytes", 10), "records.max_message_bytes"),
     (("filters.field_selector", "colour=red"), "filters.field_selector"),
 ])
@@ -57,3 +58,21 @@ def test_schema_and_dataclasses_describe_the_same_settings():
             if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
                 walk(f.default_factory, props[f.name], f"{path}{f.name}.")
     walk(settings.Settings, schema, "")
+
+
+@pytest.mark.parametrize("doc", [
+    {}, {"kubernetes": {"api": "v2"}}, {"kubernetes": {"page_size": "x"}}, {"kubernetes": {"page_size": -1}},
+    {"sinks": {"kafka": {"config": {"a": 1}}}}, {"sinks": {"otlp": {"headers": {"a": 1}}}},
+    {"filters": {"types": ["Warning", 3]}}, {"nope": 1}, {"records": {"cluster_name": None}},
+    {"server": {"listen": ""}}, {"kubernetes": {"backoff_max_seconds": 1}}, {"kubernetes": {"watch_list": True}},
+])
+def test_built_in_validator_agrees_with_jsonschema(doc):
+    import jsonschema
+    schema = settings.config_schema()
+    expected_ok = jsonschema.Draft202012Validator(schema).is_valid(doc)
+    try:
+        settings.validate(doc)
+        ok = True
+    except ConfigError:
+        ok = False
+    assert ok == expected_ok
