@@ -480,7 +480,10 @@ class KafkaSink:
         self._factory = producer_factory or Producer
 
         self._acks = OrderedAcks()
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()                 # C-level lock on the hot path
+        self._cond = threading.Condition(self._lock)  # only for send() waiting for room
+        self._waiting = False                         # a send() is waiting: delivery reports notify
+        self._header_cache: dict[tuple, list] = {}
         self._pending: dict[int, _Msg] = {}   # seq -> record not yet delivered (in librdkafka or waiting to retry)
         self._bytes = 0
         self._retry: list[_Msg] = []           # heap by due time: failed records waiting for their backoff
@@ -530,22 +533,36 @@ class KafkaSink:
 
     def send(self, seq: int, line: bytes, record: dict[str, Any]) -> None:
         size = len(line)
-        cond = self._cond
-        with cond:
-            if len(self._pending) >= self._max_records or (self._pending and self._bytes + size > self._max_bytes):
+        pending = self._pending
+        msg = _Msg(seq, self._fixed_topic or self.topic.render(record), line[:-1], self._key(record),
+                   self._headers_for(record) if self._headers else None, size, time.monotonic())
+        with self._lock:
+            if len(pending) >= self._max_records or (pending and self._bytes + size > self._max_bytes):
                 self._wait_room(size)
-            msg = _Msg(seq, self._fixed_topic or self.topic.render(record), line[:-1], self._key(record),
-                       build_headers(record) if self._headers else None, size, time.monotonic())
-            msg.gen = self._gen
-            self._pending[seq] = msg
+                msg.t0 = time.monotonic()  # latency counts from when the record could be taken
+            pending[seq] = msg
             self._bytes += size
         self._acks.expect(seq)
         self._produce(msg)
+
+    def _headers_for(self, record: dict[str, Any]) -> list[tuple[str, bytes]]:
+        """build_headers, cached: (type, reason, namespace, cluster) repeat across records."""
+        ev = record.get("event")
+        k = (record.get("type"), record.get("reason"), ev.get("namespace") if type(ev) is dict else None,
+             record.get("cluster"))
+        h = self._header_cache.get(k)
+        if h is None:
+            h = build_headers(record)
+            if len(self._header_cache) > 4096:
+                self._header_cache.clear()
+            self._header_cache[k] = h
+        return h
 
     def _wait_room(self, size: int) -> None:
         """Called with the lock held: block until there is room (backpressure)."""
         self._blocked_since = t0 = time.monotonic()
         cond = self._cond
+        self._waiting = True
         try:
             while len(self._pending) >= self._max_records or \
                     (self._pending and self._bytes + size > self._max_bytes):
@@ -554,6 +571,7 @@ class KafkaSink:
                                           f"{len(self._pending)})")
                 cond.wait(_WAIT_SLICE)
         finally:
+            self._waiting = False
             self._blocked_since = None
             self.blocked_seconds += time.monotonic() - t0
 
@@ -599,13 +617,14 @@ class KafkaSink:
             return  # a report from a replaced producer; the record was produced again
         if err is None:
             now = time.monotonic()
-            with self._cond:
+            with self._lock:
                 if self._pending.pop(msg.seq, None) is None:
                     return
                 self._bytes -= msg.size
                 self.delivered += 1
                 self.latency_sum += now - msg.t0
-                self._cond.notify_all()
+                if self._waiting:
+                    self._cond.notify_all()
             self._acks.done(msg.seq)
             self._last_delivered = now
             return

@@ -144,6 +144,7 @@ def test_sigkill_at_several_points_loses_nothing_and_duplicates_stay_in_the_unac
                 windows.append(sum(rv_gt(r["event"]["resource_version"], cp_rv) for r in exp.snapshot()))
             last = start(cp, tmp_path, "--namespace", namespace, name="final")
             runs.append(last)
+            last.wait_log("stream_resuming")
         made = {(m["metadata"]["uid"], m["metadata"]["resourceVersion"]) for m in prod.created}
         last.wait_for(lambda r: made <= set(ids([x for e in runs for x in e.snapshot()])), 60, "all created events")
         assert last.terminate() == 0

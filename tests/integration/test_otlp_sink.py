@@ -161,6 +161,51 @@ def test_collector_down_then_up_every_record_arrives_and_watermark_waits(otel_co
     assert metrics[("kee_otlp_in_flight_records", ())] == 0
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_tls_with_client_certificate(tmp_path, protocol):
+    """A private Collector whose OTLP receiver requires TLS and a client certificate (mTLS)."""
+    from tests.components.proc import free_port, port_open, wait_until
+    from tests.components.tls import CA
+
+    ca = CA(tmp_path / "pki")
+    srv_crt, srv_key = ca.issue("server", "localhost", server=True)
+    cli_crt, cli_key = ca.issue("client", "kee", client=True)
+    gp, hp = free_port(), free_port()
+    tls = {"cert_file": str(srv_crt), "key_file": str(srv_key), "client_ca_file": str(ca.cert)}
+    recv = {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{gp}", "tls": tls},
+                                   "http": {"endpoint": f"127.0.0.1:{hp}", "tls": tls}}}}
+    col = Collector(tmp_path / "col", receivers=recv, otlp=False, name="otelcol-tls")
+    col.start()
+    try:
+        wait_until(lambda: port_open(gp) and port_open(hp), 30, "TLS receiver ports", interval=0.1)
+        endpoint = f"https://localhost:{gp}" if protocol == "grpc" else f"https://localhost:{hp}"
+        cluster = f"tls-{uuid.uuid4().hex[:8]}"
+        records = sample_records(cluster, 6)
+        # without the client certificate: refused, nothing acknowledged
+        bad = OtlpSink(OtlpSettings(enabled=True, protocol=protocol, endpoint=endpoint, ca_file=str(ca.cert),
+                                    timeout_seconds=1, retry_backoff_max_seconds=0.5), cluster=cluster,
+                       stats=Stats(), env={})
+        bad.send(1, b"", records[0])
+        bad.flush()
+        time.sleep(2)
+        assert bad.acked() == 0 and bad.failures
+        bad.close(0.5)
+        sink = OtlpSink(OtlpSettings(enabled=True, protocol=protocol, endpoint=endpoint, ca_file=str(ca.cert),
+                                     client_cert_file=str(cli_crt), client_key_file=str(cli_key)),
+                        cluster=cluster, stats=Stats(), env={})
+        for seq, r in enumerate(records, 1):
+            sink.send(seq, b"", r)
+        sink.close(15)
+        assert sink.acked() == len(records)
+        logs = col.wait_for_logs(lambda logs: len(mine(logs, cluster)) >= len(records), 20)
+        assert {r["attributes"]["k8s.event.uid"] for r in mine(logs, cluster)} == \
+            {r["event"]["uid"] for r in records}
+    finally:
+        col.stop()
+        if not os.environ.get("KEE_KEEP_TMP"):
+            shutil.rmtree(col.dir, ignore_errors=True)
+
+
 def _gen(tmp_path: Path, n: int) -> tuple[Path, set[tuple[str, str]]]:
     path = tmp_path / "stream.jsonl"
     subprocess.run([sys.executable, str(GEN), "-n", str(n), "-o", str(path)], check=True, timeout=120)

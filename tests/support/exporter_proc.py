@@ -62,6 +62,18 @@ class Exporter:
         raise AssertionError(f"timed out waiting for {what}; exporter exit={self.proc.poll()}, "
                              f"{len(self.snapshot())} records; log tail:\n{self.log_tail()}")
 
+    def wait_log(self, event: str, timeout: float = 30) -> dict:
+        """Wait until the exporter logged `event` (e.g. "stream_resuming"); return that entry."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for entry in self.logs():
+                if entry.get("event") == event:
+                    return entry
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"exporter never logged {event!r}; exit={self.proc.poll()}; log tail:\n{self.log_tail()}")
+
     def logs(self) -> list[dict]:
         out = []
         for line in self.log_path.read_bytes().splitlines():
