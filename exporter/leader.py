@@ -94,12 +94,14 @@ class LeaderElector:
         self._lost = False
         self._renewed_at = 0.0           # monotonic time the last successful renew was SENT
         self._on_lost: Callable[[], Any] | None = None
-        #: called after each successful look at the Lease while standing by (e.g. stats.progress)
+        #: called after each look at the Lease that got an answer while standing by
+        #: (the runner can pass stats.progress: a healthy standby is alive, not stale)
         self.on_standby_poll: Callable[[], Any] | None = None
         self._observed: tuple | None = None   # last lease record seen
         self._observed_at = 0.0               # monotonic time we first saw that record
         self._observed_holder: str | None = None
         self._expires_at: float | None = None  # standby: when the observed lease runs out (our clock)
+        self._reached = False                  # the last attempt got an answer about the Lease
         self._threads: list[threading.Thread] = []
         # counters for metrics()
         self.acquisitions = 0
@@ -139,7 +141,7 @@ class LeaderElector:
                 self._start_threads()
                 return True
             cb = self.on_standby_poll
-            if cb is not None:
+            if cb is not None and self._reached:
                 self._call(cb)
             delay = self.s.retry_period_seconds * (1 + random.uniform(0, self._jitter))
             if self._expires_at is not None:  # look again right when the holder's lease runs out
@@ -219,6 +221,7 @@ class LeaderElector:
     def _try_acquire_or_renew(self, *, renewing: bool) -> bool:
         """One attempt; True when we hold the Lease afterwards."""
         self._expires_at = None
+        self._reached = False
         timeout = max(0.5, self.s.renew_deadline_seconds if not renewing
                       else self._renewed_at + self.s.renew_deadline_seconds - self._clock())
         try:
@@ -228,6 +231,7 @@ class LeaderElector:
                 if exc.status != 404:
                     raise
                 lease = None
+            self._reached = True
             if lease is None:
                 if renewing:
                     self._lose("lease_deleted")

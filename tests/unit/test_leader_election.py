@@ -289,3 +289,15 @@ def test_standby_polls_at_retry_period_while_the_apiserver_is_down(server, repli
     time.sleep(LEASE * 1.5)  # past the observed expiry: must not turn into a busy loop
     assert len(b.client.calls) - n0 <= LEASE * 1.5 / RETRY + 2
     assert b.result is None
+
+
+def test_standby_poll_hook_is_not_called_while_the_apiserver_is_down(server, replicas):
+    a = replicas("a").start()
+    a.wait_leader()
+    b = replicas("b")
+    polls = []
+    b.elector.on_standby_poll = lambda: polls.append(1)
+    b.client.down = True
+    b.start()
+    time.sleep(4 * RETRY)
+    assert polls == []
