@@ -209,6 +209,7 @@ class WatchSource:
                             continue
                     handle(st, etype, obj)
                     if initial and not st.initial:
+                        initial = False  # the initial state is complete; the same stream goes on as a watch
                         stats.ready = True
                         log.info("listed", stream=st.key, resource_version=st.last_seen, via="watch-list")
                 pipeline.flush()
@@ -221,12 +222,11 @@ class WatchSource:
                 log.warning("watch_inactive_reconnecting", stream=st.key, seconds=self.s.inactivity_timeout_seconds)
                 return
             raise
-        if initial and st.initial:
+        if initial:
             # The server ended the stream before the initial-events-end bookmark: not supported as asked.
             st.initial = False
             raise ApiError(400, "watch-list stream ended without the initial-events-end bookmark")
-        if not initial:
-            stats.ready = True
+        stats.ready = True
 
 
 def _status_error(obj: wire.Event) -> ApiError:

@@ -183,21 +183,26 @@ def test_sigterm_drains_saves_the_checkpoint_and_the_next_start_replays_nothing(
         exp.stop()
 
 
-def test_restart_after_history_is_compacted_relists_and_loses_nothing_that_exists(control_plane, namespace, tmp_path):
+@pytest.mark.parametrize("initial", ["watch-list", "list"])
+def test_restart_after_history_is_compacted_relists_and_loses_nothing_that_exists(control_plane, namespace, tmp_path,
+                                                                                   initial):
     cp = control_plane
-    exp = start(cp, tmp_path, "--namespace", namespace)
+    mode = ["--set", f"kubernetes.watch_list={'true' if initial == 'watch-list' else 'false'}"]
+    exp = start(cp, tmp_path, "--namespace", namespace, *mode)
     before = [create(cp, core_event(namespace, message=f"b{i}")) for i in range(5)]
     exp.wait_for(lambda r: len(r) >= 5, 30)
     assert exp.terminate() == 0
     during = [create(cp, v1_event(namespace, note=f"d{i}")) for i in range(5)]
     cp.force_410()
-    after = start(cp, tmp_path, "--namespace", namespace, name="after")
+    after = start(cp, tmp_path, "--namespace", namespace, *mode, name="after")
     try:
         want = {m["metadata"]["uid"] for m in during}
         recs = after.wait_for(lambda r: want <= {x["event"]["uid"] for x in r}, 60, "events created while down")
         time.sleep(1)
         recs = after.snapshot()
         assert "watch_gone_relisting" in after.log_events()
+        listed = [e for e in after.logs() if e.get("event") == "listed"]
+        assert len(listed) == 1 and (listed[0].get("via") == "watch-list") == (initial == "watch-list"), listed
         assert not {m["metadata"]["uid"] for m in before} & {r["event"]["uid"] for r in recs}, \
             "relist re-exported events delivered before the 410"
         assert len(recs) == len({r["id"] for r in recs}) == 5
