@@ -188,6 +188,8 @@ def log_items(rec: dict[str, Any]) -> list[tuple[str, Any]]:
     count = rec.get("count")
     if type(count) is int and count != 0:
         items.append(("k8s.event.count", count))
+    # Ours: the occurrence's identity (uid + resourceVersion), for idempotent writes and dedup downstream.
+    items.append(("k8s.event.resource_version", _s(ev.get("resource_version"))))
     rc = rec.get("reporting_controller")
     if rc:
         items.append(("k8s.event.reporting_controller", _s(rc)))

@@ -23,8 +23,9 @@ RECORD_VALIDATOR = jsonschema.Draft202012Validator(
 
 
 class Exporter:
-    def __init__(self, args: list[str], log_path: Path, env: dict | None = None) -> None:
+    def __init__(self, args: list[str], log_path: Path, env: dict | None = None, read_delay: float = 0.0) -> None:
         self.args = args
+        self.read_delay = read_delay  # seconds per line: a slow log shipper
         self.log_path = log_path
         self.records: list[dict] = []
         self.invalid: list[tuple[str, str]] = []
@@ -37,6 +38,8 @@ class Exporter:
 
     def _read(self) -> None:
         for line in self.proc.stdout:
+            if self.read_delay:
+                time.sleep(self.read_delay)
             try:
                 rec = json.loads(line)
                 RECORD_VALIDATOR.validate(rec)

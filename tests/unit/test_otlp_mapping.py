@@ -87,6 +87,7 @@ def test_core_v1_event():
         "k8s.event.name": "web-0.17a2b3c4d5e6f789", "k8s.event.uid": "ev-uid-1",
         "k8s.namespace.name": "shop", "k8s.event.count": 7,
         "k8s.event.reporting_controller": "kubelet", "k8s.event.reporting_instance": "node-a",
+        "k8s.event.resource_version": "1001",
     }
     assert v["body"] == "Back-off restarting failed container web in pod web-0"
     assert (v["severity_number"], v["severity_text"]) == (13, "Warning")
