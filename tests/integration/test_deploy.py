@@ -422,3 +422,26 @@ def test_leader_cut_off_from_its_lease_stops_emitting_before_the_standby_starts(
         a.stop()
         if b is not None:
             b.stop()
+
+
+def test_two_replicas_started_together_elect_exactly_one(control_plane, namespace, tmp_path):
+    """Both find no Lease and race to create it: the apiserver's AlreadyExists/Conflict picks one."""
+    cp = control_plane
+    sa = install_as_remote_base(cp, tmp_path, namespace)
+    kc = sa_kubeconfig(cp, namespace, sa)
+    reps = [exporter(kc, tmp_path, namespace, f"racer-{i}", "--namespace", namespace, *LEADER_ARGS)
+            for i in range(2)]
+    try:
+        wait_until(lambda: any("leader_acquired" in r.log_events() for r in reps), 30, "a leader")
+        made = [create(cp, core_event(namespace, message=f"r{i}")) for i in range(5)]
+        want = {m["metadata"]["uid"] for m in made}
+        wait_until(lambda: any(want <= {x["event"]["uid"] for x in r.snapshot()} for r in reps), 30, "events")
+        time.sleep(2 * RETRY)
+        leaders = [r for r in reps if "leader_acquired" in r.log_events()]
+        assert len(leaders) == 1
+        (standby,) = [r for r in reps if r is not leaders[0]]
+        assert standby.snapshot() == []
+        assert lease(cp, namespace)["holderIdentity"] == f"racer-{reps.index(leaders[0])}"
+    finally:
+        for r in reps:
+            r.stop()
