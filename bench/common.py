@@ -1,0 +1,233 @@
+"""Shared machinery: paths, cached streams, measured child processes, RSS sampling, stats.
+
+Every figure here comes from whole processes: CPU from the kernel's rusage of
+the child (os.wait4) or from /proc/PID/stat deltas, memory from ru_maxrss and
+from /proc/PID/status VmRSS sampled while the process runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_BENCH = Path(os.environ.get("KEE_SHARED_BENCH", "/work/shared/bench"))
+if not SHARED_BENCH.exists():  # CI lays shared/ beside the clone
+    SHARED_BENCH = REPO.parent / "shared" / "bench"
+GEN = SHARED_BENCH / "gen_stream.py"
+FLOOR = SHARED_BENCH / "floor.py"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def cache_dir() -> Path:
+    """Same rule as scripts/testbin and tests/components/paths.py."""
+    if os.environ.get("KEE_CACHE"):
+        return Path(os.environ["KEE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "kube-event-exporter"
+
+
+def python() -> str:
+    """The project's venv interpreter (the one that has the exporter's dependencies)."""
+    venv = cache_dir() / "venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- streams -------------------------------------------------------------------------
+
+def stream(n: int, cache: Path | None = None) -> Path:
+    """The gen_stream.py stream of n lines, generated once into the cache (keyed by the generator's hash)."""
+    digest = hashlib.sha1(GEN.read_bytes()).hexdigest()[:8]
+    d = (cache or cache_dir() / "bench" / "streams")
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"s-{n}-{digest}.jsonl"
+    if not path.exists():
+        log(f"generating {n} lines -> {path}")
+        tmp = path.with_suffix(".tmp")
+        subprocess.run([sys.executable, str(GEN), "-n", str(n), "-o", str(tmp)], check=True)
+        tmp.rename(path)
+    return path
+
+
+def count_lines(path: Path) -> int:
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            n += chunk.count(b"\n")
+    return n
+
+
+# -- measured processes --------------------------------------------------------------
+
+@dataclass
+class Run:
+    argv: list
+    wall: float
+    user: float
+    sys: float
+    maxrss_kb: int                 # ru_maxrss of the child (KiB)
+    rc: int
+    rss_samples_kb: list = field(default_factory=list)
+    stderr: bytes = b""
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.sys
+
+    @property
+    def max_sampled_rss_kb(self) -> int:
+        return max(self.rss_samples_kb, default=0)
+
+
+def vmrss_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def proc_cpu(pid: int) -> float | None:
+    """utime+stime of a live process, seconds (from /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(b")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_hwm_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class RssSampler(threading.Thread):
+    """Samples VmRSS of pid every `interval` seconds until stopped or the process is gone."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            v = vmrss_kb(self.pid)
+            if v is None:
+                return
+            self.samples.append(v)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> list[int]:
+        self._stop.set()
+        self.join(2)
+        return self.samples
+
+
+def run_measured(argv: list, *, stdout=None, stdin=None, sample_rss: float | None = None,
+                 timeout: float = 300, cwd: Path = REPO, env: dict | None = None) -> Run:
+    """Run argv to completion; CPU and ru_maxrss from os.wait4 (this child only), stderr kept."""
+    out = stdout if stdout is not None else subprocess.DEVNULL
+    errf = subprocess.PIPE
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    t0 = time.monotonic()
+    p = subprocess.Popen([str(a) for a in argv], stdout=out, stderr=errf, stdin=stdin or subprocess.DEVNULL,
+                         cwd=cwd, env=full_env)
+    sampler = RssSampler(p.pid, sample_rss) if sample_rss else None
+    if sampler:
+        sampler.start()
+    err_chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: err_chunks.append(p.stderr.read()), daemon=True)
+    reader.start()
+    killer = threading.Timer(timeout, lambda: p.kill())
+    killer.start()
+    try:
+        _, status, ru = os.wait4(p.pid, 0)
+    finally:
+        killer.cancel()
+    wall = time.monotonic() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    reader.join(10)
+    samples = sampler.stop() if sampler else []
+    return Run([str(a) for a in argv], wall, ru.ru_utime, ru.ru_stime, ru.ru_maxrss, p.returncode, samples,
+               b"".join(err_chunks))
+
+
+# -- stats ----------------------------------------------------------------------------
+
+def median(xs) -> float:
+    xs = list(xs)
+    return statistics.median(xs) if xs else float("nan")
+
+
+def percentile(xs, q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    s = sorted(xs)
+    if not s:
+        return float("nan")
+    k = max(0, min(len(s) - 1, int(round(q / 100 * len(s) + 0.5)) - 1))
+    return s[k]
+
+
+# -- machine ----------------------------------------------------------------------------
+
+def machine() -> dict:
+    model = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kb = 0
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+    except Exception:  # noqa: BLE001
+        rev = "?"
+    return {"nproc": len(os.sched_getaffinity(0)), "cpu_model": model, "mem_gib": round(mem_kb / 1048576, 1),
+            "kernel": platform.release(), "python": python_version(), "commit": rev,
+            "loadavg": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def python_version() -> str:
+    try:
+        return subprocess.run([python(), "-c", "import sys; print(sys.version.split()[0])"], capture_output=True,
+                              text=True, timeout=30).stdout.strip()
+    except Exception:  # noqa: BLE001
+        return platform.python_version()
+
+
+def exporter_argv(*args: str) -> list:
+    return [python(), "-m", "exporter", *args]

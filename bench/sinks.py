@@ -1,0 +1,150 @@
+"""Benchmark 2: replay to the local Kafka broker and the local OTLP Collector (gRPC, HTTP), beside stdout.
+
+Each run replays the same cached stream with one sink enabled; the exporter exits
+only after its sinks confirmed (or gave up on) every record (close_sinks), so the
+wall time covers delivery. Delivery is checked after each run: the Kafka topic's
+high watermark, the number of log records the Collector wrote.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+
+from bench.common import REPO, count_lines, exporter_argv, log, median, proc_cpu, run_measured, stream
+from bench.replay import _check, replay_done
+
+SINKS = ("stdout", "kafka", "otlp-grpc", "otlp-http")
+
+
+def _components():
+    sys.path.insert(0, str(REPO))
+    from tests.components import Collector, KafkaBroker
+    return Collector, KafkaBroker
+
+
+def kafka_count(broker, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer(broker.client_config(**{"group.id": f"kee-bench-{uuid.uuid4().hex[:6]}"}))
+    try:
+        md = c.list_topics(topic, timeout=10).topics[topic]
+        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions)
+    finally:
+        c.close()
+
+
+def collector_count(col, start: int) -> tuple[int, int]:
+    """Log records written by the Collector's file exporter after byte offset `start` (and the new end)."""
+    import orjson
+    n = 0
+    with open(col.output_path, "rb") as f:
+        f.seek(start)
+        data = f.read()
+    for line in data.splitlines():
+        if line.strip():
+            req = orjson.loads(line)
+            for rl in req.get("resourceLogs", []):
+                for sl in rl.get("scopeLogs", []):
+                    n += len(sl.get("logRecords", []))
+    return n, start + len(data)
+
+
+def _sink_args(s: str, broker, col, topic: str) -> list:
+    if s == "kafka":
+        return ["--set", "sinks.stdout.enabled=false", "--set", "sinks.kafka.enabled=true",
+                "--set", f"sinks.kafka.brokers={broker.bootstrap_servers}", "--set", f"sinks.kafka.topic={topic}"]
+    if s.startswith("otlp"):
+        proto = "grpc" if s == "otlp-grpc" else "http/protobuf"
+        endpoint = f"http://{col.grpc_endpoint}" if proto == "grpc" else col.http_endpoint
+        return ["--set", "sinks.stdout.enabled=false", "--set", "sinks.otlp.enabled=true",
+                "--set", f"sinks.otlp.endpoint={endpoint}", "--set", f"sinks.otlp.protocol={proto}"]
+    return []
+
+
+def bench_sinks(lines: int = 100_000, runs: int = 3, sinks=SINKS) -> dict:
+    Collector, KafkaBroker = _components()
+    src = stream(lines)
+    n = count_lines(src)
+    broker = col = None
+    res: dict = {"lines": n, "runs": runs, "sinks": {}}
+    try:
+        if "kafka" in sinks:
+            log("starting the Kafka broker")
+            broker = KafkaBroker().start()
+        if any(s.startswith("otlp") for s in sinks):
+            log("starting the OTLP Collector")
+            col = Collector().start()
+        runs_by: dict[str, list] = {s: [] for s in sinks}
+        other_cpu: dict[str, list] = {s: [] for s in sinks}
+        with open(os.devnull, "wb") as devnull:
+            for i in range(runs):
+                order = list(sinks) if i % 2 == 0 else list(reversed(sinks))
+                for s in order:
+                    args = ["replay", src]
+                    comp_pid = None
+                    check = None
+                    if s == "kafka":
+                        topic = broker.create_topic(f"bench-{uuid.uuid4().hex[:8]}")
+                        args += _sink_args(s, broker, col, topic)
+                        comp_pid = broker.process.pid
+                        check = lambda topic=topic: kafka_count(broker, topic)  # noqa: E731
+                    elif s.startswith("otlp"):
+                        args += _sink_args(s, broker, col, "")
+                        comp_pid = col.process.pid
+                        start = col.output_path.stat().st_size if col.output_path.exists() else 0
+                        check = lambda start=start: collector_count(col, start)[0]  # noqa: E731
+                    c0 = proc_cpu(comp_pid) if comp_pid else None
+                    r = run_measured(exporter_argv(*args), stdout=devnull, timeout=600)
+                    _check(r, f"replay to {s}")
+                    delivered = None
+                    if check:
+                        import time
+                        time.sleep(0.3 if s == "kafka" else 0.6)  # the file exporter flushes every 100 ms
+                        delivered = check()
+                    c1 = proc_cpu(comp_pid) if comp_pid else None
+                    done = replay_done(r.stderr)
+                    recs = done.get("occurrences") or 0
+                    runs_by[s].append({"cpu": r.cpu, "wall": r.wall, "records": recs, "delivered": delivered,
+                                       "maxrss_kb": r.maxrss_kb})
+                    if c0 is not None and c1 is not None:
+                        other_cpu[s].append(c1 - c0)
+                    log(f"sinks run {i + 1}/{runs} {s}: {recs} records in {r.wall:.2f}s wall, {r.cpu:.2f}s CPU"
+                        + (f", delivered {delivered}" if delivered is not None else ""))
+        # fixed cost (interpreter start, imports, sink set-up and close) on an empty input, per sink
+        fixed: dict[str, float] = {}
+        with open(os.devnull, "wb") as devnull:
+            for s in sinks:
+                topic = broker.create_topic(f"bench-empty-{uuid.uuid4().hex[:6]}") if s == "kafka" else ""
+                args = ["replay", os.devnull] + _sink_args(s, broker, col, topic)
+                fixed[s] = median(run_measured(exporter_argv(*args), stdout=devnull, timeout=120).cpu for _ in range(2))
+        for s in sinks:
+            rs = runs_by[s]
+            recs = rs[-1]["records"]
+            wall = median(x["wall"] for x in rs)
+            cpu = median(x["cpu"] for x in rs)
+            res["sinks"][s] = {
+                "records": recs, "wall_median_s": wall, "cpu_median_s": cpu,
+                "records_per_s": recs / wall if wall else 0.0,
+                "cpu_us_per_record": cpu / recs * 1e6 if recs else 0.0,
+                "fixed_cpu_s": fixed[s],
+                "marginal_cpu_us_per_record": (cpu - fixed[s]) / recs * 1e6 if recs else 0.0,
+                "maxrss_mib": max(x["maxrss_kb"] for x in rs) / 1024,
+                "delivered": [x["delivered"] for x in rs],
+                "receiver_cpu_median_s": median(other_cpu[s]) if other_cpu[s] else None,
+                "walls": [round(x["wall"], 3) for x in rs], "cpus": [round(x["cpu"], 3) for x in rs],
+            }
+        base = res["sinks"].get("stdout")
+        if base:
+            for s, v in res["sinks"].items():
+                v["cpu_vs_stdout"] = v["cpu_median_s"] / base["cpu_median_s"]
+        return res
+    finally:
+        for comp in (col, broker):
+            if comp is not None:
+                try:
+                    comp.stop()
+                except Exception as e:  # noqa: BLE001
+                    log(f"stopping {comp!r}: {e}")
+                if not os.environ.get("KEE_KEEP_TMP"):
+                    import shutil
+                    shutil.rmtree(comp.dir, ignore_errors=True)
