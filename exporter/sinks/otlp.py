@@ -589,9 +589,21 @@ def _http_exporter(r: Resolved, fb: _Feedback):
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.sdk._logs.export import LogRecordExportResult
 
+    import requests
+
+    class Session(requests.Session):
+        """requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's CA file
+        (psf/requests#3829); a CA given to the exporter must win, the bundle stays the default."""
+
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):
+            merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            if verify is None and isinstance(self.verify, str):
+                merged["verify"] = self.verify
+            return merged
+
     inner = _build_transport(r.ca_file, r.client_key_file, r.client_cert_file,
                              "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
-                             "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE", session=None)
+                             "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE", session=Session())
 
     class Transport:
         """The SDK's requests transport, reading partial-success answers on the way."""

@@ -112,10 +112,12 @@ def test_records_arrive_with_mapped_fields(otel_collector, protocol, compression
         g = got[r["event"]["uid"]]
         assert comparable(g) == otlp_view(r, env={}), r["event"]["uid"]
     # spot checks in plain words
-    core = got[f"{cluster}-1"]
+    core = got[f"{cluster}-3"]
     assert core["severity_text"] == "Warning" and core["severity_number"] == 13
-    assert core["body"] == "Back-off restarting failed container (1) é"
-    assert core["resource"]["k8s.node.name"] == "node-a" and core["attributes"]["k8s.event.count"] == 2
+    assert core["body"] == "Back-off restarting failed container (3) é"
+    assert core["resource"]["k8s.node.name"] == "node-a" and core["attributes"]["k8s.event.count"] == 4
+    assert core["time_unix_nano"] == 1795922405000000000  # lastTimestamp 2026-11-29T03:20:05Z
+    assert (got[f"{cluster}-1"]["severity_text"], got[f"{cluster}-1"]["severity_number"]) == ("Error", 17)
     series = got[f"{cluster}-0"]
     assert series["severity_number"] == 9 and series["attributes"]["k8s.event.count"] == 4
     assert series["time_unix_nano"] == 1795922700654321000  # 2026-11-29T03:25:00.654321Z
@@ -174,6 +176,7 @@ def test_tls_with_client_certificate(tmp_path, protocol):
     tls = {"cert_file": str(srv_crt), "key_file": str(srv_key), "client_ca_file": str(ca.cert)}
     recv = {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{gp}", "tls": tls},
                                    "http": {"endpoint": f"127.0.0.1:{hp}", "tls": tls}}}}
+    (tmp_path / "col").mkdir()
     col = Collector(tmp_path / "col", receivers=recv, otlp=False, name="otelcol-tls")
     col.start()
     try:
