@@ -131,18 +131,18 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.interval = pid, interval
         self.samples: list[int] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             v = vmrss_kb(self.pid)
             if v is None:
                 return
             self.samples.append(v)
-            self._stop.wait(self.interval)
+            self._halt.wait(self.interval)
 
     def stop(self) -> list[int]:
-        self._stop.set()
+        self._halt.set()
         self.join(2)
         return self.samples
 

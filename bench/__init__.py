@@ -1,0 +1,1 @@
+"""Benchmarks for kube-event-exporter (issue 7): `python -m bench --help`. Not part of the test suite."""

@@ -1,0 +1,126 @@
+"""The benchmark entry point (issue 7). Not a test: it measures, prints a table, writes docs/BENCHMARKS.md.
+
+    ~/.cache/kube-event-exporter/venv/bin/python -m bench                 # everything (~6-8 min)
+    ... -m bench --only replay                                             # one or more (comma list)
+    ... -m bench --only replay --lines 20000 --runs 3 --no-docs            # smaller, nothing written
+
+Benchmarks: replay (stdout vs floor.py), sinks (Kafka, OTLP gRPC/HTTP), latency
+(apiserver -> stdout), memory (10k/100k/1M lines), peers (OTel Collector
+k8s_events, resmoio). Results of a subset are merged with the previous results
+kept in docs/BENCHMARKS.md, so the document always shows every benchmark with
+the date it was measured.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from bench import report
+from bench.common import REPO, log, machine
+
+ALL = ("replay", "sinks", "latency", "memory", "peers")
+
+
+def _ints(text: str) -> list[int]:
+    return [int(float(x)) for x in text.split(",") if x.strip()]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", action="append", default=[],
+                   help=f"comma list of benchmarks to run (default all): {', '.join(ALL)}")
+    p.add_argument("--lines", type=int, default=100_000, help="stream size for replay and sinks (default 100000)")
+    p.add_argument("--runs", type=int, default=5, help="alternating runs per side for replay (default 5)")
+    p.add_argument("--sink-runs", type=int, default=3, help="runs per sink, alternating order (default 3)")
+    p.add_argument("--sinks", default="stdout,kafka,otlp-grpc,otlp-http", help="which sinks for `sinks`")
+    p.add_argument("--memory-sizes", default="10000,100000,1000000", help="stream sizes for memory")
+    p.add_argument("--rates", default="10,100", help="Events/s for latency (default 10,100)")
+    p.add_argument("--latency-seconds", type=float, default=20.0, help="seconds per rate (default 20)")
+    p.add_argument("--peer-events", type=int, default=2000, help="Events per peers round (default 2000)")
+    p.add_argument("--peer-rate", type=float, default=200.0, help="Events/s during peers (default 200)")
+    p.add_argument("--peer-rounds", type=int, default=3, help="peers rounds (default 3)")
+    p.add_argument("--no-resmoio", action="store_true", help="do not try to go install resmoio's exporter")
+    p.add_argument("--docs", default=str(REPO / "docs" / "BENCHMARKS.md"), help="where to write the document")
+    p.add_argument("--no-docs", action="store_true", help="print only; write no document")
+    p.add_argument("--json", help="also write this run's raw results to this file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    only = [x.strip() for o in args.only for x in o.split(",") if x.strip()] or list(ALL)
+    bad = [x for x in only if x not in ALL]
+    if bad:
+        print(f"unknown benchmark(s) {bad}; choose from {', '.join(ALL)}", file=sys.stderr)
+        return 2
+    t_start = time.monotonic()
+    m = machine()
+    log(f"machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem_gib']} GiB, load {m['loadavg']:.2f}")
+    results: dict = {}
+    errors: dict = {}
+
+    def stamp(res: dict) -> dict:
+        return {**res, "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": m}
+
+    def attempt(name, fn):
+        t0 = time.monotonic()
+        try:
+            results[name] = stamp(fn())
+            results[name]["seconds"] = time.monotonic() - t0
+        except Exception as e:  # noqa: BLE001 - one benchmark failing must not lose the others
+            import traceback
+            log(f"{name} FAILED: {e!r}")
+            traceback.print_exc()
+            errors[name] = f"{type(e).__name__}: {e}"
+
+    if "replay" in only:
+        from bench.replay import bench_replay_stdout
+        attempt("replay", lambda: bench_replay_stdout(args.lines, args.runs))
+    if "memory" in only:
+        from bench.replay import bench_memory
+        attempt("memory", lambda: bench_memory(_ints(args.memory_sizes)))
+    if "sinks" in only:
+        from bench.sinks import bench_sinks
+        attempt("sinks", lambda: bench_sinks(args.lines, args.sink_runs,
+                                              [s.strip() for s in args.sinks.split(",") if s.strip()]))
+    if "latency" in only or "peers" in only:
+        from bench import kube
+        resmoio = None
+        if "peers" in only and not args.no_resmoio:
+            resmoio = kube.resmoio_build()
+            if resmoio.get("error"):
+                log("resmoio's exporter did not build:\n" + resmoio["error"])
+        cp = None
+        try:
+            cp = kube.start_control_plane()
+            if "latency" in only:
+                attempt("latency", lambda: kube.bench_latency(cp, _ints(args.rates), args.latency_seconds))
+            if "peers" in only:
+                attempt("peers", lambda: kube.bench_peers(cp, args.peer_events, args.peer_rate, args.peer_rounds,
+                                                          resmoio=resmoio))
+        except Exception as e:  # noqa: BLE001
+            log(f"control plane FAILED: {e!r}")
+            for name in ("latency", "peers"):
+                if name in only and name not in results:
+                    errors.setdefault(name, f"{type(e).__name__}: {e}")
+        finally:
+            if cp is not None:
+                kube.stop(cp)
+    log(f"done in {time.monotonic() - t_start:.0f} s")
+    print(report.console(results, errors))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results, "errors": errors}, indent=1, default=str))
+    if not args.no_docs:
+        path = Path(args.docs)
+        merged = report.merge(report.load_previous(path), results)
+        path.write_text(report.document(merged, errors))
+        log(f"wrote {path}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

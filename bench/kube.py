@@ -1,0 +1,412 @@
+"""Benchmarks 3 and 5, on a real apiserver (tests/components ControlPlane, loopback only).
+
+3. latency: Events POSTed through the API at fixed rates; for each, the time from
+   the POST's completion to the moment its record is read from the exporter's
+   stdout (a pipe read line by line in this process), p50/p99.
+5. peers: the same API load watched side by side by our exporter and by the
+   OpenTelemetry Collector's k8s_events receiver (and resmoio's exporter when it
+   builds); CPU per event from /proc/PID/stat deltas, memory from VmRSS samples.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from bench.common import (REPO, RssSampler, cache_dir, exporter_argv, log, median, percentile, proc_cpu,
+                          proc_hwm_kb)
+
+
+def _components():
+    sys.path.insert(0, str(REPO))
+    import tests.components as comps
+    return comps
+
+
+def start_control_plane():
+    """etcd + kube-apiserver only: nothing else writes Events or burns CPU beside the benchmark."""
+    comps = _components()
+    log("starting etcd + kube-apiserver")
+    cp = comps.ControlPlane(controller_manager=False, scheduler=False, kwok=False)
+    try:
+        cp.start()
+    except BaseException:
+        cp.stop()
+        raise
+    return cp
+
+
+def stop(comp) -> None:
+    try:
+        comp.stop()
+    except Exception as e:  # noqa: BLE001
+        log(f"stopping {comp!r}: {e}")
+    if not os.environ.get("KEE_KEEP_TMP") and getattr(comp, "dir", None):
+        shutil.rmtree(comp.dir, ignore_errors=True)
+
+
+class EventPoster:
+    """Creates core/v1 Events over one kept-alive HTTPS connection (admin token)."""
+
+    def __init__(self, cp, namespace: str):
+        self.cp, self.ns = cp, namespace
+        host, port = cp.server.removeprefix("https://").split(":")
+        self.ctx = ssl.create_default_context(cafile=str(cp.ca_path))
+        self.conn = http.client.HTTPSConnection(host, int(port), context=self.ctx, timeout=30)
+        self.headers = {"Authorization": f"Bearer {cp.admin_token}", "Content-Type": "application/json"}
+        self.i = 0
+
+    def post(self, reason: str = "BenchLoad") -> tuple[str, float, float]:
+        """One Event; returns (uid, time before the POST, time the response was read) as time.time()."""
+        self.i += 1
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        name = f"bench-{uuid.uuid4().hex[:12]}"
+        body = {"apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": name, "namespace": self.ns},
+                "involvedObject": {"kind": "Pod", "name": f"bench-pod-{self.i % 50}", "namespace": self.ns,
+                                   "uid": f"00000000-0000-4000-8000-{self.i % 50:012d}", "apiVersion": "v1"},
+                "reason": reason, "message": f"benchmark event {self.i} for kube-event-exporter",
+                "type": "Normal" if self.i % 5 else "Warning", "count": 1,
+                "firstTimestamp": now, "lastTimestamp": now, "source": {"component": "kee-bench"}}
+        data = json.dumps(body).encode()
+        t0 = time.time()
+        for attempt in range(3):
+            try:
+                self.conn.request("POST", f"/api/v1/namespaces/{self.ns}/events", data, self.headers)
+                resp = self.conn.getresponse()
+                raw = resp.read()
+                break
+            except (OSError, http.client.HTTPException):
+                if attempt == 2:
+                    raise
+                self.conn.close()
+        t1 = time.time()
+        if resp.status != 201:
+            raise RuntimeError(f"POST event: {resp.status} {raw[:300]!r}")
+        return json.loads(raw)["metadata"]["uid"], t0, t1
+
+    def close(self):
+        self.conn.close()
+
+
+def paced(rate: float, duration: float | None = None, count: int | None = None):
+    """Yield at fixed times (open loop): i/rate after the start, for `duration` s or `count` ticks."""
+    t0 = time.monotonic()
+    i = 0
+    while True:
+        if count is not None and i >= count:
+            return
+        due = t0 + i / rate
+        if duration is not None and due - t0 >= duration:
+            return
+        d = due - time.monotonic()
+        if d > 0:
+            time.sleep(d)
+        yield i
+        i += 1
+
+
+class StdoutWatcher:
+    """Reads the exporter's stdout line by line; notes when each event uid's record arrived."""
+
+    def __init__(self, proc: subprocess.Popen):
+        import orjson
+        self.seen: dict[str, float] = {}
+        self.lines = 0
+        self._cond = threading.Condition()
+
+        def loop():
+            for line in proc.stdout:
+                t = time.time()
+                try:
+                    uid = orjson.loads(line)["event"]["uid"]
+                except Exception:  # noqa: BLE001
+                    continue
+                with self._cond:
+                    self.lines += 1
+                    self.seen.setdefault(uid, t)
+                    self._cond.notify_all()
+        self.thread = threading.Thread(target=loop, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, uids, timeout: float) -> bool:
+        uids = set(uids)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not uids <= self.seen.keys():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.5))
+        return True
+
+
+def start_exporter(cp, namespace: str, workdir: Path, stdout=subprocess.PIPE):
+    err = open(workdir / "exporter.stderr", "ab")
+    p = subprocess.Popen(exporter_argv("run", "--kubeconfig", cp.kubeconfig, "--namespace", namespace,
+                                       "--listen", "127.0.0.1:0", "--log-level", "warning"),
+                         stdout=stdout, stderr=err, stdin=subprocess.DEVNULL, cwd=REPO)
+    err.close()
+    return p
+
+
+def end(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+
+def bench_latency(cp, rates=(10, 100), duration: float = 20.0) -> dict:
+    ns = cp.create_namespace(f"bench-lat-{uuid.uuid4().hex[:5]}")
+    workdir = Path(cp.dir) / "bench-latency"
+    workdir.mkdir(exist_ok=True)
+    p = start_exporter(cp, ns, workdir)
+    w = StdoutWatcher(p)
+    poster = EventPoster(cp, ns)
+    out: dict = {"namespace_events": ns, "duration_s": duration, "rates": {}}
+    try:
+        uid, _, _ = poster.post("BenchWarmup")
+        if not w.wait_for([uid], 60):
+            raise RuntimeError(f"the exporter did not print the warm-up event within 60 s; stderr: "
+                               f"{(workdir / 'exporter.stderr').read_text()[-2000:]}")
+        for rate in rates:
+            sent: dict[str, tuple[float, float]] = {}
+            c0 = proc_cpu(p.pid)
+            t_start = time.monotonic()
+            late = 0
+            for i in paced(rate, duration=duration):
+                due_lag = time.monotonic() - (t_start + i / rate)
+                late += due_lag > 0.05
+                uid, t0, t1 = poster.post("BenchLatency")
+                sent[uid] = (t0, t1)
+            elapsed = time.monotonic() - t_start
+            ok = w.wait_for(sent, 30)
+            c1 = proc_cpu(p.pid)
+            lat_done = [(w.seen[u] - t1) * 1000 for u, (t0, t1) in sent.items() if u in w.seen]
+            lat_start = [(w.seen[u] - t0) * 1000 for u, (t0, t1) in sent.items() if u in w.seen]
+            post_ms = [(t1 - t0) * 1000 for t0, t1 in sent.values()]
+            row = {"events": len(sent), "achieved_rate": len(sent) / elapsed, "received": len(lat_done),
+                   "missing": len(sent) - len(lat_done), "late_sends": late,
+                   "p50_ms": percentile(lat_done, 50), "p90_ms": percentile(lat_done, 90),
+                   "p99_ms": percentile(lat_done, 99), "max_ms": max(lat_done, default=float("nan")),
+                   "p50_from_post_start_ms": percentile(lat_start, 50),
+                   "p99_from_post_start_ms": percentile(lat_start, 99),
+                   "post_p50_ms": percentile(post_ms, 50), "post_p99_ms": percentile(post_ms, 99),
+                   "exporter_cpu_s": (c1 - c0) if c0 is not None and c1 is not None else None, "complete": ok}
+            out["rates"][str(rate)] = row
+            log(f"latency {rate}/s: {row['events']} events, p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, "
+                f"missing {row['missing']}")
+    finally:
+        poster.close()
+        end(p)
+        cp.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    return out
+
+
+# -- peers ------------------------------------------------------------------------------------
+
+GO_MODULE = "github.com/resmoio/kubernetes-event-exporter"
+
+
+def _go_env() -> dict:
+    go = cache_dir() / "go"
+    return {**os.environ, "GOMODCACHE": str(go / "mod"), "GOCACHE": str(go / "build"),
+            "GOBIN": str(cache_dir() / "bin"), "GOFLAGS": "-mod=mod"}
+
+
+def resmoio_build(timeout: float = 600) -> dict:
+    """Install resmoio's kubernetes-event-exporter from the Go module proxy into $CACHE/bin, once.
+
+    Returns {"binary": path} or {"error": the exact go output}."""
+    binp = cache_dir() / "bin" / "kubernetes-event-exporter"
+    if binp.exists():
+        return {"binary": str(binp)}
+    if not shutil.which("go"):
+        return {"error": "go is not on PATH"}
+    deadline = time.monotonic() + 300
+    while subprocess.run(["pgrep", "-f", "go build"], capture_output=True).returncode == 0:
+        if time.monotonic() > deadline:
+            return {"error": "another `go build` kept running for 5 minutes; not attempted"}
+        log("waiting for another `go build` to finish")
+        time.sleep(10)
+    env = _go_env()
+    lst = subprocess.run(["go", "list", "-m", "-versions", GO_MODULE], capture_output=True, text=True,
+                         env=env, cwd="/tmp", timeout=120)
+    cmd_list = f"go list -m -versions {GO_MODULE}"
+    if lst.returncode != 0:
+        version = "latest"
+        listing = f"$ {cmd_list}\n{(lst.stdout + lst.stderr).strip()}"
+    else:
+        versions = lst.stdout.split()[1:]
+        version = versions[-1] if versions else "latest"
+        listing = f"$ {cmd_list}\n{lst.stdout.strip()}"
+    log(f"go install {GO_MODULE}@{version}")
+    cmd = ["go", "install", f"{GO_MODULE}@{version}"]
+    try:
+        inst = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd="/tmp", timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"{listing}\n$ {' '.join(cmd)}\n(timed out after {timeout:.0f} s)"}
+    if inst.returncode != 0 or not binp.exists():
+        return {"error": f"{listing}\n$ {' '.join(cmd)}\n{(inst.stdout + inst.stderr).strip()}"}
+    return {"binary": str(binp), "version": version}
+
+
+class Peer:
+    """One watcher of the namespace: a process, where its output goes, and how to read event uids from it."""
+
+    def __init__(self, name: str, pid_fn, uids_fn, stop_fn):
+        self.name, self._pid, self.uids, self.stop = name, pid_fn, uids_fn, stop_fn
+
+    @property
+    def pid(self) -> int:
+        return self._pid()
+
+
+def _file_uids(path: Path, extract) -> set:
+    import orjson
+    out = set()
+    if not path.exists():
+        return out
+    for line in path.read_bytes().splitlines():
+        try:
+            out.add(extract(orjson.loads(line)))
+        except Exception:  # noqa: BLE001
+            pass
+    return out
+
+
+def _ours(cp, ns, workdir) -> Peer:
+    path = workdir / "ours.jsonl"
+    f = open(path, "wb")
+    p = start_exporter(cp, ns, workdir, stdout=f)
+    f.close()
+    return Peer("kube-event-exporter (ours)", lambda: p.pid,
+                lambda: _file_uids(path, lambda r: r["event"]["uid"]), lambda: end(p))
+
+
+def _otelcol(cp, ns, workdir) -> Peer:
+    comps = _components()
+    (workdir / "otelcol").mkdir(exist_ok=True)
+    col = comps.Collector.k8s_events(cp, namespaces=[ns], workdir=workdir / "otelcol")
+    col.start()
+
+    def uids():
+        return {r["attributes"].get("k8s.event.uid") for r in col.read_logs()}
+    return Peer("OTel Collector k8s_events", lambda: col.process.pid, uids, col.stop)
+
+
+def _resmoio(cp, ns, workdir, binp: str) -> Peer:
+    cfg = workdir / "resmoio.yaml"
+    cfg.write_text(json.dumps({"logLevel": "error", "logFormat": "json", "namespace": ns,
+                               "maxEventAgeSeconds": 60,
+                               "route": {"routes": [{"match": [{"receiver": "dump"}]}]},
+                               "receivers": [{"name": "dump", "stdout": {}}]}))
+    path = workdir / "resmoio.jsonl"
+    f = open(path, "wb")
+    p = subprocess.Popen([binp, f"-conf={cfg}"], stdout=f, stderr=open(workdir / "resmoio.stderr", "wb"),
+                         env={**os.environ, "KUBECONFIG": str(cp.kubeconfig)}, stdin=subprocess.DEVNULL)
+    f.close()
+    return Peer("resmoio kubernetes-event-exporter", lambda: p.pid,
+                lambda: _file_uids(path, lambda r: r["metadata"]["uid"]), lambda: end(p))
+
+
+def bench_peers(cp, events: int = 2000, rate: float = 200.0, rounds: int = 3, idle_s: float = 5.0,
+                resmoio: dict | None = None) -> dict:
+    ns = cp.create_namespace(f"bench-peers-{uuid.uuid4().hex[:5]}")
+    workdir = Path(cp.dir) / "bench-peers"
+    workdir.mkdir(exist_ok=True)
+    peers: list[Peer] = []
+    out: dict = {"events": events, "rate": rate, "rounds": rounds, "idle_s": idle_s, "peers": {}}
+    poster = EventPoster(cp, ns)
+    samplers = {}
+    try:
+        peers.append(_ours(cp, ns, workdir))
+        peers.append(_otelcol(cp, ns, workdir))
+        if resmoio and resmoio.get("binary"):
+            peers.append(_resmoio(cp, ns, workdir, resmoio["binary"]))
+        # ready = each has printed a warm-up event created after it started
+        time.sleep(1.5)
+        warm, _, _ = poster.post("BenchWarmup")
+        deadline = time.monotonic() + 60
+        pending = list(peers)
+        while pending and time.monotonic() < deadline:
+            pending = [pr for pr in pending if warm not in pr.uids()]
+            time.sleep(0.3)
+        if pending:
+            raise RuntimeError(f"not ready within 60 s: {[pr.name for pr in pending]}")
+        time.sleep(2)  # let start-up settle before the baseline
+        for pr in peers:
+            samplers[pr.name] = RssSampler(pr.pid, 0.2)
+            samplers[pr.name].start()
+        # idle cost: CPU over a quiet window, no Events created
+        idle0 = {pr.name: proc_cpu(pr.pid) for pr in peers}
+        time.sleep(idle_s)
+        idle = {pr.name: (proc_cpu(pr.pid) - idle0[pr.name]) / idle_s for pr in peers}
+        rounds_out: dict[str, list] = {pr.name: [] for pr in peers}
+        loads = []
+        for rnd in range(rounds):
+            base = {pr.name: proc_cpu(pr.pid) for pr in peers}
+            sent = []
+            t0 = time.monotonic()
+            for _ in paced(rate, count=events):
+                sent.append(poster.post("BenchPeers")[0])
+            loads.append(time.monotonic() - t0)
+            want = set(sent)
+            done_at: dict[str, float] = {}
+            got: dict[str, int] = {}
+            deadline = time.monotonic() + 60
+            while len(done_at) < len(peers) and time.monotonic() < deadline:
+                for pr in peers:
+                    if pr.name not in done_at:
+                        have = want & pr.uids()
+                        got[pr.name] = len(have)
+                        if len(have) == len(want):
+                            done_at[pr.name] = time.monotonic() - t0
+                time.sleep(0.5)
+            cpu_end = {pr.name: proc_cpu(pr.pid) for pr in peers}
+            for pr in peers:
+                cpu = cpu_end[pr.name] - base[pr.name]
+                rounds_out[pr.name].append({"received": got.get(pr.name, 0), "cpu_s": cpu,
+                                            "all_seen_after_s": done_at.get(pr.name)})
+                log(f"peers round {rnd + 1}/{rounds} {pr.name}: {got.get(pr.name, 0)}/{events}, CPU {cpu:.2f}s "
+                    f"({cpu / events * 1e6:.0f} us/event)")
+        for pr in peers:
+            rss = samplers[pr.name].stop()
+            rs = rounds_out[pr.name]
+            cpu = median(r["cpu_s"] for r in rs)
+            out["peers"][pr.name] = {
+                "received": [r["received"] for r in rs], "missing": sum(events - r["received"] for r in rs),
+                "cpu_s": [round(r["cpu_s"], 3) for r in rs], "cpu_median_s": cpu,
+                "cpu_us_per_event": cpu / events * 1e6, "idle_cpu_ms_per_s": idle[pr.name] * 1000,
+                "max_sampled_rss_mib": max(rss, default=0) / 1024,
+                "median_sampled_rss_mib": median(rss) / 1024 if rss else 0.0,
+                "hwm_mib": (proc_hwm_kb(pr.pid) or 0) / 1024,
+                "all_seen_after_s": [r["all_seen_after_s"] for r in rs]}
+        load_s = median(loads)
+        out["load_s"] = load_s
+        out["achieved_rate"] = events / load_s
+    finally:
+        for s in samplers.values():
+            s.stop()
+        poster.close()
+        for pr in peers:
+            try:
+                pr.stop()
+            except Exception as e:  # noqa: BLE001
+                log(f"stopping {pr.name}: {e}")
+        cp.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    if resmoio and resmoio.get("error"):
+        out["resmoio_error"] = resmoio["error"]
+    return out
