@@ -258,7 +258,7 @@ def test_cli_replay_collector_down_then_up(otel_collector, tmp_path):
 #: Attributes we add or spell differently (docs/otlp.md, "Differences from the k8s_events receiver").
 OURS_ONLY_RESOURCE = {"k8s.cluster.name", "k8s.namespace.name", "k8s.node.name"}
 OURS_ONLY_ATTRS = {"k8s.event.count", "k8s.event.reporting_controller", "k8s.event.reporting_instance",
-                   "k8s.namespace.name"}
+                   "k8s.event.resource_version", "k8s.namespace.name"}
 
 
 def test_same_attributes_as_collector_k8s_events_receiver(control_plane, namespace, otel_collector, tmp_path):
@@ -296,6 +296,7 @@ def test_same_attributes_as_collector_k8s_events_receiver(control_plane, namespa
         report = []
         for uid in uids:
             t, o = theirs[uid][-1], ours[uid][-1]  # the latest occurrence each saw
+            assert t["resource"]["k8s.object.kind"] == "Pod" and t["attributes"]["k8s.event.start_time"]
             for k, v in t["resource"].items():
                 if o["resource"].get(k, o["attributes"].get(k)) != v:
                     report.append((uid, "resource", k, v, o["resource"].get(k)))
