@@ -363,6 +363,9 @@ _UNKNOWN_TOPIC = Condition("unknown_topic", "sinks.kafka.topic",
 _AUTHN = Condition("authentication", "sinks.kafka.config sasl.mechanism/sasl.username and the sasl.password secret "
                    "(sinks.kafka.secrets_from_env / secrets_from_files)",
                    "correct the credentials or the SASL mechanism; records are held until they work")
+_INVALID_RECORD = Condition("invalid_record", "sinks.kafka.key",
+                            "the broker refused the record; a compacted topic (cleanup.policy=compact) refuses records "
+                            "without a key: set sinks.kafka.key to event_uid or object_uid, or use cleanup.policy=delete")
 CONDITIONS: dict[int, Condition] = {
     KafkaError.UNKNOWN_TOPIC_OR_PART: _UNKNOWN_TOPIC,
     KafkaError._UNKNOWN_TOPIC: _UNKNOWN_TOPIC,
@@ -380,6 +383,8 @@ CONDITIONS: dict[int, Condition] = {
     KafkaError.ILLEGAL_SASL_STATE: _AUTHN,
     KafkaError._SSL: Condition("tls", "sinks.kafka.config ssl.* (ssl.ca.location, certificates)",
                                "check the CA, client certificate and key, and security.protocol"),
+    KafkaError.INVALID_RECORD: _INVALID_RECORD,
+    KafkaError.INVALID_MSG: _INVALID_RECORD,  # 2, CORRUPT_MESSAGE: older brokers, same refusal
     KafkaError.MSG_SIZE_TOO_LARGE: Condition(
         "message_too_large", "records.max_message_bytes",
         "lower records.max_message_bytes, or raise the topic's max.message.bytes and "

@@ -356,3 +356,31 @@ def test_unknown_topic_is_a_clear_error_then_resumes_when_created(kafka_broker):
         sink.close(10)
     got = kafka_broker.consume(topic, timeout=20, idle=2)
     assert {orjson.loads(r.value)["n"] for r in got} == set(range(1, 11))
+
+
+# --- compacted topic without a key -------------------------------------------------------------
+
+def test_compacted_topic_refuses_null_keys_clear_error_then_key_fixes_it(kafka_broker):
+    """key=none into a cleanup.policy=compact topic: the broker refuses every record; nothing is acknowledged and
+    the error names sinks.kafka.key. With key=event_uid the same records go through (compaction keeps the last
+    occurrence of each Event: docs/kafka.md)."""
+    topic = kafka_broker.create_topic(topic_name("compact"), config={"cleanup.policy": "compact"})
+    records = [rec_for(i) for i in range(1, 6)]
+    sink = KafkaSink(KafkaSettings(enabled=True, brokers=kafka_broker.bootstrap_servers, topic=topic, key="none",
+                                   retry_backoff_initial_ms=200, retry_backoff_max_ms=500), stats=Stats())
+    with capture_logs() as logs:
+        for i, (line, rec) in enumerate(records, 1):
+            sink.send(i, line, rec)
+        wait_for(lambda: sink.condition is not None, 30, "the refusal to be reported")
+    assert sink.condition.kind == "invalid_record"
+    assert [x for x in logs if x["event"] == "kafka_fatal_condition"][0]["setting"] == "sinks.kafka.key"
+    assert sink.acked() == 0
+    with pytest.raises(SinkFatal):
+        sink.close(1)
+    sink = KafkaSink(KafkaSettings(enabled=True, brokers=kafka_broker.bootstrap_servers, topic=topic), stats=Stats())
+    for i, (line, rec) in enumerate(records, 1):
+        sink.send(i, line, rec)
+    sink.close(30)
+    assert sink.acked() == 5
+    got = kafka_broker.consume(topic, n=5, timeout=20)
+    assert [r.key for r in got] == [f"uid-{i}".encode() for i in range(1, 6)]

@@ -264,6 +264,7 @@ def test_buffer_error_is_polled_and_retried():
     (KafkaError.TOPIC_AUTHORIZATION_FAILED, "topic_authorization", "sinks.kafka.topic"),
     (KafkaError.CLUSTER_AUTHORIZATION_FAILED, "cluster_authorization", "enable.idempotence"),
     (KafkaError.MSG_SIZE_TOO_LARGE, "message_too_large", "records.max_message_bytes"),
+    (KafkaError.INVALID_RECORD, "invalid_record", "sinks.kafka.key"),
 ])
 def test_fatal_delivery_errors_are_loud_counted_and_held(code, kind, setting):
     sink, p, stats = make()
