@@ -310,62 +310,111 @@ def _kv(tag: bytes, key: str, value: Any) -> bytes:
     return tag + (_V1[n] if n < 128 else _varint(n)) + kv
 
 
-#: Attributes whose values repeat across records: their encoded bytes are cached.
-_CACHED_KEYS = frozenset({
-    "k8s.node.name", "k8s.object.kind", "k8s.object.fieldpath", "k8s.object.api_version",
-    "k8s.namespace.name", "k8s.event.reason", "k8s.event.action", "k8s.event.reporting_controller",
-    "k8s.event.reporting_instance", "k8s.event.start_time",
-})
 _RES_TAG, _ATTR_TAG = b"\x0a", b"\x32"
+_EMPTY: dict[str, Any] = {}
+
+
+def _plain(tag: bytes, key: str):
+    """Encoder of one string attribute whose values rarely repeat (names, uids)."""
+    kp = _ld(b"\x0a", _utf8(key)) + b"\x12"
+
+    def enc(v) -> bytes:
+        sb = _utf8(v if type(v) is str else _s(v))
+        n = len(sb)
+        av = b"\x0a" + (_V1[n] if n < 128 else _varint(n)) + sb
+        n = len(av)
+        kv = kp + (_V1[n] if n < 128 else _varint(n)) + av
+        n = len(kv)
+        return tag + (_V1[n] if n < 128 else _varint(n)) + kv
+    return enc
+
+
+def _cached(tag: bytes, key: str, limit: int = 2048):
+    """Encoder of one attribute whose values repeat (kinds, reasons, namespaces): bytes cached per value."""
+    cache: dict[Any, bytes] = {}
+    get = cache.get
+
+    def enc(v) -> bytes:
+        b = get(v)
+        if b is None:
+            if len(cache) >= limit:
+                cache.clear()
+            b = cache[v] = _kv(tag, key, v if type(v) is int else _s(v))
+        return b
+    return enc
 
 
 class Encoder:
-    """Record -> the bytes of one ``resource_logs`` entry of an ExportLogsServiceRequest."""
+    """Record -> the bytes of one ``resource_logs`` entry of an ExportLogsServiceRequest.
+
+    The hot path: the same mapping as :func:`resource_items` / :func:`log_items` /
+    :func:`otlp_view`, written out flat (tests/unit/test_otlp_mapping.py decodes the
+    bytes and compares them with otlp_view).
+    """
 
     def __init__(self, static: list[tuple[str, str]]) -> None:
         self._static = b"".join(_kv(_RES_TAG, k, v) for k, v in static)
         scope = _ld(b"\x0a", _utf8(SCOPE_NAME)) + _ld(b"\x12", _utf8(__version__))
         self._scope = _ld(b"\x0a", scope)
-        self._cache: dict[tuple[bytes, str, str], bytes] = {}
-        self._sev_text: dict[str, bytes] = {}
+        R, A = _RES_TAG, _ATTR_TAG
+        self._res = (
+            _cached(R, "k8s.node.name"), _cached(R, "k8s.object.kind"), _plain(R, "k8s.object.name"),
+            _plain(R, "k8s.object.uid"), _cached(R, "k8s.object.fieldpath"), _cached(R, "k8s.object.api_version"),
+            _plain(R, "k8s.object.resource_version"), _cached(R, "k8s.namespace.name"))
+        self._log = (
+            _cached(A, "k8s.event.reason"), _cached(A, "k8s.event.action"), _cached(A, "k8s.event.start_time"),
+            _plain(A, "k8s.event.name"), _plain(A, "k8s.event.uid"), _cached(A, "k8s.namespace.name"),
+            _cached(A, "k8s.event.count"), _plain(A, "k8s.event.resource_version"),
+            _cached(A, "k8s.event.reporting_controller"), _cached(A, "k8s.event.reporting_instance"))
+        self._sev: dict[Any, bytes] = {}
 
-    def _attr(self, tag: bytes, key: str, value: Any) -> bytes:
-        if key in _CACHED_KEYS:
-            ck = (tag, key, value)
-            b = self._cache.get(ck)
-            if b is None:
-                if len(self._cache) > 8192:
-                    self._cache.clear()
-                b = self._cache[ck] = _kv(tag, key, value)
-            return b
-        return _kv(tag, key, value)
+    def _severity(self, etype) -> bytes:
+        b = self._sev.get(etype)
+        if b is None:
+            sev, text = severity(etype)
+            b = (b"\x10" + _V1[sev] if sev else b"") + (_ld(b"\x1a", _utf8(text)) if text else b"")
+            if len(self._sev) < 64:
+                self._sev[etype] = b
+        return b
 
     def encode(self, rec: dict[str, Any]) -> bytes:
-        attr = self._attr
-        res = self._static + b"".join([attr(_RES_TAG, k, v) for k, v in resource_items(rec)])
-        parts = []
-        t = ts_nanos(rec.get("timestamp"))
-        if t:
-            parts.append(b"\x09" + _fixed64(t))
-        etype = rec.get("type")
-        sev, sev_text = severity(etype)
-        if sev:
-            parts.append(b"\x10" + _V1[sev])
-        if sev_text:
-            b = self._sev_text.get(sev_text)
-            if b is None:
-                b = _ld(b"\x1a", _utf8(sev_text))
-                if len(self._sev_text) < 64:
-                    self._sev_text[sev_text] = b
-            parts.append(b)
-        parts.append(_ld(b"\x2a", _ld(b"\x0a", _utf8(_s(rec.get("message"))))))
-        for k, v in log_items(rec):
-            parts.append(attr(_ATTR_TAG, k, v))
-        o = ts_nanos(rec.get("observed_timestamp"))
-        if o:
-            parts.append(b"\x59" + _fixed64(o))
-        scope_logs = self._scope + _ld(b"\x12", b"".join(parts))
-        return _ld(b"\x0a", _ld(b"\x0a", res) + _ld(b"\x12", scope_logs))
+        g = rec.get
+        o = g("object") or _EMPTY
+        ev = g("event") or _EMPTY
+        ns = o.get("namespace")
+        node, kind, oname, ouid, fpath, apiv, orv, rns = self._res
+        res = b"".join((self._static, node(g("source_host")), kind(o.get("kind")), oname(o.get("name")),
+                        ouid(o.get("uid")), fpath(o.get("field_path")), apiv(o.get("api_version")),
+                        orv(o.get("resource_version")), rns(ns) if ns else b""))
+        reason, action, start, ename, euid, lns, count, erv, rctl, rinst = self._log
+        t = ts_nanos(g("timestamp"))
+        m = g("message")
+        sb = _utf8(m if type(m) is str else _s(m))
+        n = len(sb)
+        body = b"\x0a" + (_V1[n] if n < 128 else _varint(n)) + sb
+        n = len(body)
+        c = g("count")
+        rc = g("reporting_controller")
+        ri = g("reporting_instance")
+        ot = ts_nanos(g("observed_timestamp"))
+        lr = b"".join((
+            b"\x09" + _fixed64(t) if t else b"",
+            self._severity(g("type")),
+            b"\x2a" + (_V1[n] if n < 128 else _varint(n)) + body,
+            reason(g("reason")), action(g("action")), start(go_time_string(ev.get("creation_timestamp"))),
+            ename(ev.get("name")), euid(ev.get("uid")), lns(ns),
+            count(c) if type(c) is int and c != 0 else b"",
+            erv(ev.get("resource_version")),
+            rctl(rc) if rc else b"", rinst(ri) if ri else b"",
+            b"\x59" + _fixed64(ot) if ot else b"",
+        ))
+        n = len(lr)
+        sl = self._scope + b"\x12" + (_V1[n] if n < 128 else _varint(n)) + lr
+        n1, n2 = len(res), len(sl)
+        rl = (b"\x0a" + (_V1[n1] if n1 < 128 else _varint(n1)) + res
+              + b"\x12" + (_V1[n2] if n2 < 128 else _varint(n2)) + sl)
+        n = len(rl)
+        return b"\x0a" + (_V1[n] if n < 128 else _varint(n)) + rl
 
 
 # --- settings + environment -> exporter ---------------------------------------------
