@@ -76,3 +76,11 @@ def test_built_in_validator_agrees_with_jsonschema(doc):
     except ConfigError:
         ok = False
     assert ok == expected_ok
+
+
+def test_configuration_doc_is_current():
+    import subprocess
+    import sys
+    root = Path(__file__).parents[2]
+    rc = subprocess.run([sys.executable, str(root / "scripts" / "gen_config_doc.py"), "--check"]).returncode
+    assert rc == 0, "docs/configuration.md is stale: run python scripts/gen_config_doc.py"

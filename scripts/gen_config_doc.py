@@ -1,0 +1,78 @@
+"""Write docs/configuration.md from exporter/settings.py (names, defaults, units and reasons).
+
+    python scripts/gen_config_doc.py          # rewrite the doc
+    python scripts/gen_config_doc.py --check  # exit 1 when the doc is stale (a unit test runs this)
+"""
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = {  # Settings attribute -> dataclass, in document order
+    "kubernetes": "KubernetesSettings", "records": "RecordSettings", "filters": "FilterSettings",
+    "sinks.stdout": "StdoutSettings", "sinks.kafka": "KafkaSettings", "sinks.otlp": "OtlpSettings",
+    "checkpoint": "CheckpointSettings", "server": "ServerSettings", "log": "LogSettings",
+    "leader_election": "LeaderElectionSettings",
+}
+
+HEAD = """# Configuration
+
+Generated from `exporter/settings.py` by `scripts/gen_config_doc.py`; the
+contract is `schemas/config.schema.json`. Precedence, lowest first: defaults,
+the YAML file (`--config` / `KEE_CONFIG`), environment variables
+`KEE__SECTION__KEY=value` (e.g. `KEE__SINKS__KAFKA__TOPIC=events`, values read
+as YAML scalars), flags (`--set sinks.kafka.topic=events`, and the shortcuts
+`--kubeconfig --context --api --namespace --cluster-name --field-selector
+--checkpoint-file --listen --log-level`).
+
+An invalid setting stops the exporter with exit code 2 and a message that names
+the setting and the fix, e.g.
+`configuration error at kubernetes.api: 'v2' is not one of: events.k8s.io/v1, v1 (fix: ...)`.
+`kube-event-exporter --check-config` validates and prints the effective settings.
+"""
+
+
+def comments(src: str) -> dict[tuple[str, str], str]:
+    lines = src.splitlines()
+    tree = ast.parse(src)
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            for st in node.body:
+                if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name):
+                    text = []
+                    first = lines[st.lineno - 1]
+                    if "#" in first:
+                        text.append(first.split("#", 1)[1].strip())
+                    n = st.end_lineno  # continuation comment lines
+                    while n < len(lines) and lines[n].strip().startswith("#"):
+                        text.append(lines[n].strip().lstrip("#").strip())
+                        n += 1
+                    default = ast.get_source_segment(src, st.value) if st.value is not None else ""
+                    if default.startswith("field(default_factory="):
+                        default = {"list": "[]", "dict": "{}"}.get(default[22:-1], default)
+                    out[(node.name, st.target.id)] = (ast.get_source_segment(src, st.annotation), default,
+                                                      " ".join(text))
+    return out
+
+
+def render() -> str:
+    src = (ROOT / "exporter" / "settings.py").read_text()
+    info = comments(src)
+    parts = [HEAD]
+    for section, cls in SECTIONS.items():
+        parts.append(f"\n## `{section}`\n\n| setting | type | default | meaning |\n|---|---|---|---|")
+        for (c, name), (typ, default, text) in info.items():
+            if c == cls:
+                parts.append(f"| `{section}.{name}` | `{typ.replace(' | ', ' or ')}` | `{default}` | {text.replace('|', '/')} |")
+    return "\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":
+    doc = ROOT / "docs" / "configuration.md"
+    text = render()
+    if "--check" in sys.argv:
+        sys.exit(0 if doc.exists() and doc.read_text() == text else 1)
+    doc.write_text(text)
