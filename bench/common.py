@@ -147,9 +147,43 @@ class RssSampler(threading.Thread):
         return self.samples
 
 
+def venv_ok() -> bool:
+    return subprocess.run([python(), "-c", "import exporter.cli, exporter.log, orjson, msgspec, confluent_kafka"],
+                          cwd=REPO, capture_output=True, timeout=60).returncode == 0
+
+
+def wait_venv(timeout: float = 180) -> None:
+    """The venv is shared: `scripts/testbin all` elsewhere may be reinstalling it. Wait until it imports."""
+    deadline = time.monotonic() + timeout
+    warned = False
+    while not venv_ok():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{python()} cannot import the exporter's dependencies (venv broken?)")
+        if not warned:
+            log("the venv does not import the exporter (being reinstalled by scripts/testbin?): waiting")
+            warned = True
+        time.sleep(3)
+
+
 def run_measured(argv: list, *, stdout=None, stdin=None, sample_rss: float | None = None,
                  timeout: float = 300, cwd: Path = REPO, env: dict | None = None) -> Run:
-    """Run argv to completion; CPU and ru_maxrss from os.wait4 (this child only), stderr kept."""
+    """Run argv to completion; CPU and ru_maxrss from os.wait4 (this child only), stderr kept.
+
+    A run that failed because the shared venv was being reinstalled meanwhile is run again."""
+    for attempt in range(3):
+        r = _run_measured(argv, stdout=stdout, stdin=stdin, sample_rss=sample_rss, timeout=timeout, cwd=cwd,
+                          env=env)
+        if r.rc == 0 or b"ModuleNotFoundError" not in r.stderr and b"ImportError" not in r.stderr:
+            return r
+        wait_venv()
+        if hasattr(stdout, "seek"):
+            stdout.seek(0)
+            stdout.truncate()
+    return r
+
+
+def _run_measured(argv: list, *, stdout=None, stdin=None, sample_rss: float | None = None,
+                  timeout: float = 300, cwd: Path = REPO, env: dict | None = None) -> Run:
     out = stdout if stdout is not None else subprocess.DEVNULL
     errf = subprocess.PIPE
     full_env = dict(os.environ)

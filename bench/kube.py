@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 from bench.common import (REPO, RssSampler, cache_dir, exporter_argv, log, median, percentile, proc_cpu,
-                          proc_hwm_kb)
+                          proc_hwm_kb, wait_venv)
 
 
 def _components():
@@ -143,7 +143,7 @@ class StdoutWatcher:
         with self._cond:
             while not uids <= self.seen.keys():
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or not self.thread.is_alive():
                     return False
                 self._cond.wait(min(left, 0.5))
         return True
@@ -169,6 +169,7 @@ def end(p: subprocess.Popen) -> None:
 
 
 def bench_latency(cp, rates=(10, 100), duration: float = 20.0) -> dict:
+    wait_venv()
     ns = cp.create_namespace(f"bench-lat-{uuid.uuid4().hex[:5]}")
     workdir = Path(cp.dir) / "bench-latency"
     workdir.mkdir(exist_ok=True)
@@ -324,6 +325,7 @@ def _resmoio(cp, ns, workdir, binp: str) -> Peer:
 
 def bench_peers(cp, events: int = 2000, rate: float = 200.0, rounds: int = 3, idle_s: float = 5.0,
                 resmoio: dict | None = None) -> dict:
+    wait_venv()
     ns = cp.create_namespace(f"bench-peers-{uuid.uuid4().hex[:5]}")
     workdir = Path(cp.dir) / "bench-peers"
     workdir.mkdir(exist_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from bench.common import FLOOR, count_lines, exporter_argv, log, median, python, run_measured, stream
+from bench.common import FLOOR, count_lines, exporter_argv, log, median, python, run_measured, stream, wait_venv
 
 
 def replay_done(stderr: bytes) -> dict:
@@ -24,6 +24,7 @@ def _check(r, what: str) -> None:
 
 def bench_replay_stdout(lines: int = 100_000, runs: int = 5, path=None) -> dict:
     """Exporter vs floor.py on the same file, alternating (the first of each pair alternates too)."""
+    wait_venv()
     src = path or stream(lines)
     n = count_lines(src)
     exp_argv = exporter_argv("replay", src)
@@ -65,6 +66,7 @@ def bench_replay_stdout(lines: int = 100_000, runs: int = 5, path=None) -> dict:
 
 def bench_memory(sizes=(10_000, 100_000, 1_000_000), interval: float = 0.2) -> dict:
     """Max RSS of `replay FILE > /dev/null` at each size (VmRSS sampled every `interval` s, and ru_maxrss)."""
+    wait_venv()
     rows = []
     with open(os.devnull, "wb") as devnull:
         for n in sizes:

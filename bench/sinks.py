@@ -11,7 +11,7 @@ import os
 import sys
 import uuid
 
-from bench.common import REPO, count_lines, exporter_argv, log, median, proc_cpu, run_measured, stream
+from bench.common import REPO, count_lines, exporter_argv, log, median, proc_cpu, run_measured, stream, wait_venv
 from bench.replay import _check, replay_done
 
 SINKS = ("stdout", "kafka", "otlp-grpc", "otlp-http")
@@ -62,6 +62,7 @@ def _sink_args(s: str, broker, col, topic: str) -> list:
 
 
 def bench_sinks(lines: int = 100_000, runs: int = 3, sinks=SINKS) -> dict:
+    wait_venv()
     Collector, KafkaBroker = _components()
     src = stream(lines)
     n = count_lines(src)
