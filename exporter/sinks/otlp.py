@@ -48,7 +48,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from exporter import __version__, log
-from exporter.errors import ConfigError
+from exporter.errors import ConfigError, SinkFatal
 from exporter.sinks.base import OrderedAcks
 
 SCOPE_NAME = "kube-event-exporter"
@@ -70,6 +70,13 @@ ENV = {
 PROTOCOLS = ("grpc", "http/protobuf")
 COMPRESSIONS = ("gzip", "none")
 DEFAULT_ENDPOINTS = {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318"}
+
+#: Receiver answers that retrying cannot fix (gRPC status, HTTP status) -> the setting to check.
+FATAL_CODES = {"UNAUTHENTICATED": "sinks.otlp.headers", "PERMISSION_DENIED": "sinks.otlp.headers",
+               "UNIMPLEMENTED": "sinks.otlp.endpoint", "401": "sinks.otlp.headers", "403": "sinks.otlp.headers",
+               "404": "sinks.otlp.endpoint", "405": "sinks.otlp.endpoint"}
+#: How long such answers must last before the sink reports itself fatal (a token rotation may be under way).
+FATAL_AFTER_SECONDS = 60.0
 
 
 # --- timestamps ------------------------------------------------------------------
@@ -561,6 +568,7 @@ class _Feedback:
 
     def __init__(self) -> None:
         self.last_error: str | None = None
+        self.last_code: str | None = None  # gRPC status name or HTTP status of the last failed attempt
         self.rejected = 0
 
     def response(self, data: bytes) -> None:
@@ -598,6 +606,7 @@ def _grpc_exporter(r: Resolved, fb: _Feedback):
             try:
                 resp = self._call(request, metadata=metadata, timeout=timeout)
             except grpc.RpcError as exc:
+                fb.last_code = exc.code().name
                 fb.last_error = f"{exc.code().name}: {(exc.details() or '')[:300]}"
                 raise
             fb.partial(resp)
@@ -662,6 +671,7 @@ def _http_exporter(r: Resolved, fb: _Feedback):
             if res.status_code is not None and 200 <= res.status_code < 300:
                 fb.response(res.content())
             elif res.status_code is not None:
+                fb.last_code = str(res.status_code)
                 fb.last_error = f"HTTP {res.status_code} {res.reason or ''}: {res.text()[:300]}"
             elif res.error is not None:
                 fb.last_error = f"{type(res.error).__name__}: {str(res.error)[:300]}"
@@ -758,6 +768,9 @@ class OtlpSink:
         self._limit_bytes = max(1, int(cfg.max_in_flight_bytes))
         self._backoff0 = max(0.01, float(cfg.retry_backoff_initial_seconds))
         self._backoff_max = max(self._backoff0, float(cfg.retry_backoff_max_seconds))
+        #: Set when delivery cannot succeed until a person acts (see _watch_fatal); the runner stops.
+        self.fatal: SinkFatal | None = None
+        self._fatal_since: float | None = None
         # metrics
         self.exported = 0
         self.exports = 0
@@ -788,6 +801,7 @@ class OtlpSink:
                 cur = self._cur
             if not cur.seqs:
                 cur.born = time.monotonic()
+                self._cv.notify_all()  # the worker starts this batch's linger timer
             cur.seqs.append(seq)
             cur.frames.append(frame)
             cur.size += n
@@ -828,12 +842,19 @@ class OtlpSink:
                 self._cv.notify_all()
                 left = self._records
             log.error("otlp_close_undelivered", records=left, timeout_seconds=timeout,
+                      error=self._fb.last_error, endpoint=self.resolved.endpoint,
                       note="not acknowledged: the checkpoint stays before them; they are sent again after a restart")
         try:
             self._exporter.shutdown()
         except Exception as exc:
             log.warning("otlp_shutdown_failed", error=str(exc)[:300])
         self._thread.join(5.0)
+        if self._abort.is_set() and self._records:
+            if self.stats is not None:
+                self.stats.error("otlp", "undelivered_at_close")
+            raise SinkFatal("otlp", "sinks.otlp.endpoint",
+                            f"{self._records} records not delivered within {timeout:.0f}s")
+        log.info("otlp_sink_closed", exported=self.exported, exports=self.exports, retries=self.retries)
 
     # --- worker --------------------------------------------------------------------------
 
@@ -875,6 +896,7 @@ class OtlpSink:
         attempt = 0
         while True:
             self._fb.last_error = None
+            self._fb.last_code = None
             t0 = time.monotonic()
             try:
                 ok = self._exporter.export(payload).name == "SUCCESS"
@@ -891,10 +913,12 @@ class OtlpSink:
                 for s in batch.seqs:
                     self._acks.done(s)
                 self.exported += len(batch.seqs)
+                self._fatal_since = None
                 if attempt:
                     log.info("otlp_export_recovered", records=len(batch.seqs), attempts=attempt + 1)
                 return True
             self.failures[kind] = self.failures.get(kind, 0) + 1
+            self._watch_fatal(self._fb.last_code, self._fb.last_error)
             if self.stats is not None:
                 self.stats.error("otlp", kind)
             if self._abort.is_set():
@@ -907,6 +931,22 @@ class OtlpSink:
                         endpoint=self.resolved.endpoint, retry_in_seconds=round(delay, 2))
             if self._abort.wait(delay):
                 return False
+
+    def _watch_fatal(self, code: str | None, error: str | None) -> None:
+        """Answers only a person can fix (credentials, permissions, a wrong URL path), lasting
+        FATAL_AFTER_SECONDS, set ``fatal``: the runner then stops the exporter (exit 1, checkpoint kept)
+        instead of retrying silently for ever. Retries go on until then."""
+        if code not in FATAL_CODES:
+            self._fatal_since = None
+            return
+        now = time.monotonic()
+        if self._fatal_since is None:
+            self._fatal_since = now
+        elif self.fatal is None and now - self._fatal_since >= FATAL_AFTER_SECONDS:
+            setting = FATAL_CODES[code]
+            self.fatal = SinkFatal("otlp", setting, f"the receiver keeps answering {error}")
+            log.error("otlp_fatal_condition", code=code, error=error, setting=setting,
+                      seconds=round(now - self._fatal_since))
 
     # --- metrics -----------------------------------------------------------------------
 
@@ -932,3 +972,5 @@ class OtlpSink:
                {}, self.export_seconds)
         yield ("kee_otlp_export_last_seconds", "gauge", "latency of the last successful export request", {},
                self.last_export_seconds)
+        yield ("kee_otlp_fatal", "gauge", "1 while the receiver answers what only a person can fix "
+               "(see the otlp_fatal_condition log)", {}, 1 if self.fatal is not None else 0)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from exporter.errors import SinkFatal
 from exporter.metrics import Stats
 from exporter.records import normalise
 
@@ -192,7 +193,8 @@ def test_tls_with_client_certificate(tmp_path, protocol):
         bad.flush()
         time.sleep(2)
         assert bad.acked() == 0 and bad.failures
-        bad.close(0.5)
+        with pytest.raises(SinkFatal):
+            bad.close(0.5)
         sink = OtlpSink(OtlpSettings(enabled=True, protocol=protocol, endpoint=endpoint, ca_file=str(ca.cert),
                                      client_cert_file=str(cli_crt), client_key_file=str(cli_key)),
                         cluster=cluster, stats=Stats(), env={})

@@ -11,7 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from exporter.errors import SinkFatal
 from exporter.metrics import Stats
+from exporter.sinks import otlp
 from exporter.settings import OtlpSettings
 from exporter.sinks.otlp import OtlpSink
 
@@ -112,6 +114,15 @@ def test_batches_by_count_bytes_and_time():
     assert exp2.batches == [3, 3, 1]
 
 
+def test_lone_record_goes_after_linger_without_flush():
+    exp = ScriptedExporter()
+    sink = make(exp, batch_timeout_seconds=0.2)
+    time.sleep(0.1)  # the worker is idle, waiting for a batch
+    sink.send(1, b"", record(1))
+    assert wait_for(lambda: sink.acked() == 1, 2)
+    sink.close(5)
+
+
 def test_flush_sends_partial_batch_at_once():
     exp = ScriptedExporter()
     sink = make(exp, batch_timeout_seconds=60)
@@ -156,9 +167,37 @@ def test_close_gives_up_after_timeout_without_acking():
     sink = make(exp)
     sink.send(1, b"", record(1))
     t0 = time.monotonic()
-    sink.close(0.5)
+    with pytest.raises(SinkFatal):
+        sink.close(0.5)
     assert time.monotonic() - t0 < 3
     assert sink.acked() == 0 and exp.shut
+
+
+def test_lasting_auth_failure_becomes_fatal(monkeypatch):
+    monkeypatch.setattr(otlp, "FATAL_AFTER_SECONDS", 0.2)
+    sink = None
+
+    class Unauthenticated(ScriptedExporter):
+        def export(self, batch):
+            self.calls += 1
+            sink._fb.last_code, sink._fb.last_error = "UNAUTHENTICATED", "UNAUTHENTICATED: bad token"
+            return RESULT[False] if self.calls < 30 else RESULT[True]
+    exp = Unauthenticated()
+    sink = make(exp)
+    sink.send(1, b"", record(1))
+    assert wait_for(lambda: sink.fatal is not None, 5)
+    assert sink.fatal.setting == "sinks.otlp.headers" and sink.acked() == 0
+    assert wait_for(lambda: sink.acked() == 1, 10)  # retries went on meanwhile
+    sink.close(5)
+
+
+def test_transient_failures_never_fatal(monkeypatch):
+    monkeypatch.setattr(otlp, "FATAL_AFTER_SECONDS", 0.0)
+    sink = make(ScriptedExporter([False] * 5))
+    sink.send(1, b"", record(1))
+    assert wait_for(lambda: sink.acked() == 1)
+    assert sink.fatal is None
+    sink.close(5)
 
 
 def test_non_contiguous_seqs():
