@@ -89,6 +89,7 @@ class Collector:
                  name: str = "otelcol", otlp: bool = True):
         self.bin = binary("otelcol-kee")
         self.dir = Path(workdir) if workdir else new_workdir(name)
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.otlp = otlp
         self.output_path = self.dir / "logs.jsonl"

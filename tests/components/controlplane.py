@@ -49,6 +49,7 @@ class ControlPlane:
         self.kwok_bin = binary("kwok") if kwok else None
         self.kwok_config = kwok_stages() if kwok else None
         self.dir = Path(workdir) if workdir else new_workdir("kube")
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.event_ttl = event_ttl
         self.ports = {n: free_port() for n in ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok")}
         self.etcd_endpoint = f"http://127.0.0.1:{self.ports['etcd']}"

@@ -82,6 +82,7 @@ class KafkaBroker:
                  num_partitions: int = 1, extra_properties: dict | None = None):
         self.libs = kafka_libs()
         self.dir = Path(workdir) if workdir else new_workdir("kafka")
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.dir / "data"
         self.log_path = self.dir / "kafka.log"
         self.ports = {name: free_port() for name in ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "CONTROLLER")}

@@ -218,9 +218,9 @@ def test_collector_stop_and_start(otel_collector):
     otel_collector.wait_for_logs(lambda ls: any(r["attributes"].get("marker") == marker for r in ls))
 
 
-def test_k8s_events_receiver_peer_sees_real_events(control_plane, namespace):
+def test_k8s_events_receiver_peer_sees_real_events(control_plane, namespace, tmp_path):
     from tests.components import Collector
-    peer = Collector.k8s_events(control_plane, namespaces=[namespace])
+    peer = Collector.k8s_events(control_plane, namespaces=[namespace], workdir=tmp_path / "peer")
     peer.start()
     try:
         control_plane.apply(UNFIT_POD, namespace=namespace)
