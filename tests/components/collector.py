@@ -125,6 +125,20 @@ class Collector:
         return cls(workdir, receivers=recv, otlp=False, name="otelcol-k8s-events",
                    env={"KUBECONFIG": str(kubeconfig or control_plane.kubeconfig)})
 
+    @classmethod
+    def k8s_objects(cls, control_plane, namespaces: list[str] | None = None, workdir: Path | None = None,
+                    kubeconfig: Path | str | None = None, group: str = "") -> "Collector":
+        """A collector whose only receiver is contrib's k8sobjects, WATCHing Events (core v1, or
+        group="events.k8s.io"); each log record's body is the watch event {type, object}."""
+        obj = {"name": "events", "mode": "watch"}
+        if group:
+            obj["group"] = group
+        if namespaces:
+            obj["namespaces"] = list(namespaces)
+        recv = {"k8sobjects": {"auth_type": "kubeConfig", "objects": [obj]}}
+        return cls(workdir, receivers=recv, otlp=False, name="otelcol-k8s-objects",
+                   env={"KUBECONFIG": str(kubeconfig or control_plane.kubeconfig)})
+
     # -- lifecycle -----------------------------------------------------------------
     def start(self, timeout: float = 60) -> "Collector":
         self._log_offset = self.process.log_path.stat().st_size if self.process.log_path.exists() else 0

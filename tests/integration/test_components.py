@@ -230,3 +230,21 @@ def test_k8s_events_receiver_peer_sees_real_events(control_plane, namespace, tmp
         assert rec["resource"].get("k8s.object.name") == "too-big", json.dumps(rec, default=str)[:2000]
     finally:
         peer.stop()
+
+
+def test_k8sobjects_receiver_peer_watches_real_events(control_plane, namespace, tmp_path):
+    from tests.components import Collector
+    peer = Collector.k8s_objects(control_plane, namespaces=[namespace], workdir=tmp_path / "peer")
+    peer.start()
+    try:
+        control_plane.apply(UNFIT_POD, namespace=namespace)
+
+        def failed_scheduling(ls):
+            return [r for r in ls if isinstance(r["body"], dict)
+                    and (r["body"].get("object") or {}).get("reason") == "FailedScheduling"]
+        logs = peer.wait_for_logs(failed_scheduling, timeout=60)
+        body = failed_scheduling(logs)[0]["body"]
+        assert body["type"] in ("ADDED", "MODIFIED")
+        assert body["object"]["involvedObject"]["name"] == "too-big"
+    finally:
+        peer.stop()
