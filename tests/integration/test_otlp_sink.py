@@ -291,10 +291,12 @@ def test_same_attributes_as_collector_k8s_events_receiver(control_plane, namespa
                 if uid in uids:
                     out[uid].append(r)
             return out
-        theirs = by_uid(peer.wait_for_logs(lambda logs: len(by_uid(logs)) == len(uids), 60))
-        ours = by_uid(otel_collector.wait_for_logs(
-            lambda logs: len(by_uid(mine(logs, cluster))) == len(uids), 60))
-        ours = by_uid(mine(otel_collector.read_logs(), cluster))
+        bumped = made[0]["metadata"]["uid"]
+
+        def complete(found):  # every Event, and the recurring one twice (created, then count 2)
+            return len(found) == len(uids) and len(found[bumped]) >= 2
+        theirs = by_uid(peer.wait_for_logs(lambda logs: complete(by_uid(logs)), 60))
+        ours = by_uid(otel_collector.wait_for_logs(lambda logs: complete(by_uid(mine(logs, cluster))), 60))
         report = []
         for uid in uids:
             t, o = theirs[uid][-1], ours[uid][-1]  # the latest occurrence each saw
@@ -315,8 +317,8 @@ def test_same_attributes_as_collector_k8s_events_receiver(control_plane, namespa
             assert o["observed_time_unix_nano"] > 0
         assert not report, "\n".join(map(str, report))
         # the recurring one: both saw the bump (count 2)
-        bumped = made[0]["metadata"]["uid"]
         assert ours[bumped][-1]["attributes"]["k8s.event.count"] == 2
+        assert theirs[bumped][-1]["attributes"]["k8s.event.count"] == 2
     finally:
         exp.stop()
         peer.stop()
