@@ -106,8 +106,13 @@ def run(cfg: Settings) -> int:
     if cfg.leader_election.enabled:
         from exporter.leader import LeaderElector
         leader = LeaderElector(client, cfg.leader_election, stop)
+        leader.on_standby_poll = stats.progress  # a standby that can see its Lease is alive (/healthz)
+        stats.sink_stats = [leader]              # kee_leader* metrics while standing by
+        stats.ready = True                       # a standby is ready: waiting is its job (/readyz)
         if not leader.acquire():
             return EXIT_OK  # stopped while waiting as a standby
+        stats.ready = False                      # ready again once the watch is established
+        stats.progress()
         saved = store.load()  # the previous leader may have saved since we started
 
     try:
@@ -117,6 +122,7 @@ def run(cfg: Settings) -> int:
         return EXIT_CONFIG
     pipeline = build_pipeline(cfg, sinks, stats, live=True)
     if leader is not None:
+        stats.sink_stats.append(leader)
         leader.on_lost = pipeline.close  # stop emitting at once, before another replica can start
 
     sources, threads = [], []
@@ -136,6 +142,8 @@ def run(cfg: Settings) -> int:
     exit_code = EXIT_OK
 
     def checkpoint() -> None:
+        if leader is not None and not leader.is_leader():
+            return  # deposed: the checkpoint belongs to the new leader now
         committed = {k: v for k, v in pipeline.commit().items() if v}
         if committed and committed != {k: last_saved.get(k) for k in committed}:
             try:
@@ -172,8 +180,13 @@ def run(cfg: Settings) -> int:
             exit_code = EXIT_FAIL
             stop.set()
 
-    log.info("draining", reason=reason["why"] or "error", in_flight=pipeline.seq - pipeline.watermark())
     pipeline.close()
+    if leader is not None and not leader.is_leader():
+        # Deposed: the new leader owns the stream from the shared checkpoint. Emitting what is
+        # still buffered here would only duplicate what it re-exports, so nothing more goes out.
+        log.warning("deposed_exiting_without_drain", unconfirmed=pipeline.seq - pipeline.watermark())
+        return exit_code or EXIT_FAIL
+    log.info("draining", reason=reason["why"] or "error", in_flight=pipeline.seq - pipeline.watermark())
     pipeline.flush()
     close_sinks(sinks, DRAIN_TIMEOUT)
     checkpoint()

@@ -19,7 +19,16 @@ from typing import Any
 
 from exporter.errors import ConfigError
 
-SCHEMA_DIR = Path(os.environ.get("KEE_SCHEMAS", Path(__file__).resolve().parent.parent / "schemas"))
+def _schema_dir() -> Path:
+    """KEE_SCHEMAS, else the copy shipped in the package (exporter/schemas), else the checkout's schemas/."""
+    if os.environ.get("KEE_SCHEMAS"):
+        return Path(os.environ["KEE_SCHEMAS"])
+    here = Path(__file__).resolve().parent
+    packaged = here / "schemas"
+    return packaged if (packaged / "config.schema.json").exists() else here.parent / "schemas"
+
+
+SCHEMA_DIR = _schema_dir()
 
 
 @dataclass
@@ -320,6 +329,9 @@ def check(s: Settings) -> None:
         check_otlp(s.sinks.otlp)
     if not (s.sinks.stdout.enabled or s.sinks.kafka.enabled or s.sinks.otlp.enabled):
         raise ConfigError("sinks", "no sink is enabled", "enable sinks.stdout, sinks.kafka or sinks.otlp")
+    if s.leader_election.enabled:
+        from exporter.leader import check_settings as check_leader_election
+        check_leader_election(s.leader_election)
     from exporter.transforms.filters import FilterError, parse_field_selector
     try:
         parse_field_selector(s.filters.field_selector)

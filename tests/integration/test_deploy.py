@@ -463,8 +463,6 @@ def _get(port: int, path: str) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
-@pytest.mark.xfail(reason="needs the runner to mark a standby alive and ready (LeaderElector.on_standby_poll) "
-                          "and to register the elector's metrics; see docs/deploying.md, HA probes", strict=False)
 def test_standby_is_alive_and_ready_and_both_report_leadership_metrics(control_plane, namespace, tmp_path):
     cp = control_plane
     a, b = _pair(cp, tmp_path, namespace)
