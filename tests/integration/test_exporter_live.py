@@ -245,3 +245,38 @@ def test_missing_kubeconfig_exits_3(tmp_path):
         assert "kubernetes_credentials_failed" in exp.log_events()
     finally:
         exp.stop()
+
+
+def test_metrics_and_health_endpoints_report_what_happened(control_plane, namespace, tmp_path):
+    import urllib.request
+    cp = control_plane
+    exp = start(cp, tmp_path, "--namespace", namespace, "--field-selector", "type!=Normal")
+    try:
+        port = exp.wait_log("metrics_listening")["listen"].rsplit(":", 1)[1]
+        create(cp, core_event(namespace, etype="Warning"))
+        create(cp, core_event(namespace, etype="Normal"))
+        exp.wait_for(lambda r: len(r) >= 1, 20)
+
+        def get(path):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+        assert get("/healthz")[0] == 200 and get("/readyz")[0] == 200
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            body = get("/metrics")[1]
+            values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in body.splitlines()
+                      if line.startswith("kee_") and " " in line}
+            if values.get("kee_records_filtered_total", 0) >= 1 and values.get("kee_checkpoint_resource_version"):
+                break
+            time.sleep(0.5)
+        assert values["kee_events_received_total"] >= 2
+        assert values['kee_records_emitted_total{sink="stdout"}'] >= 1
+        assert values["kee_records_filtered_total"] >= 1
+        assert any(k.startswith("kee_checkpoint_resource_version") for k in values)
+        assert "kee_emit_lag_seconds_bucket" in body
+        assert get("/nope")[0] == 404
+    finally:
+        exp.stop()
