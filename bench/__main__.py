@@ -41,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rates", default="10,100", help="Events/s for latency (default 10,100)")
     p.add_argument("--latency-seconds", type=float, default=20.0, help="seconds per rate (default 20)")
     p.add_argument("--peer-events", type=int, default=2000, help="Events per peers round (default 2000)")
-    p.add_argument("--peer-rate", type=float, default=200.0, help="Events/s during peers (default 200)")
+    p.add_argument("--peer-rate", type=float, default=100.0, help="Events/s during peers (default 100)")
     p.add_argument("--peer-rounds", type=int, default=3, help="peers rounds (default 3)")
     p.add_argument("--no-resmoio", action="store_true", help="do not try to go install resmoio's exporter")
     p.add_argument("--docs", default=str(REPO / "docs" / "BENCHMARKS.md"), help="where to write the document")

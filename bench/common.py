@@ -182,22 +182,53 @@ def run_measured(argv: list, *, stdout=None, stdin=None, sample_rss: float | Non
     return r
 
 
+TIME = "/usr/bin/time"
+
+
+def _child_of(pid: int, timeout: float = 5.0) -> int:
+    """The (single) child of pid, as soon as it exists (the exporter under /usr/bin/time)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        except OSError:
+            return pid
+        if kids:
+            return int(kids[0])
+        time.sleep(0.005)
+    return pid
+
+
 def _run_measured(argv: list, *, stdout=None, stdin=None, sample_rss: float | None = None,
                   timeout: float = 300, cwd: Path = REPO, env: dict | None = None) -> Run:
+    """One measured run.
+
+    Why /usr/bin/time: subprocess starts children with vfork, and on exec Linux folds the high-water
+    RSS of the *parent's* address space into the child's ru_maxrss; after this process has held a large
+    buffer, every child would report that peak. /usr/bin/time is a small process that forks the
+    command itself, and writes the command's own user/sys/max RSS to a file (-o).
+    """
+    import tempfile
     out = stdout if stdout is not None else subprocess.DEVNULL
-    errf = subprocess.PIPE
     full_env = dict(os.environ)
     full_env.update(env or {})
+    use_time = os.access(TIME, os.X_OK)
+    tf = tempfile.NamedTemporaryFile(prefix="kee-bench-time-", delete=False) if use_time else None
+    cmd = [str(a) for a in argv]
+    if use_time:
+        tf.close()
+        cmd = [TIME, "-f", "%U %S %M %x", "-o", tf.name, *cmd]
     t0 = time.monotonic()
-    p = subprocess.Popen([str(a) for a in argv], stdout=out, stderr=errf, stdin=stdin or subprocess.DEVNULL,
+    p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, stdin=stdin or subprocess.DEVNULL,
                          cwd=cwd, env=full_env)
-    sampler = RssSampler(p.pid, sample_rss) if sample_rss else None
-    if sampler:
+    sampler = None
+    if sample_rss:
+        sampler = RssSampler(_child_of(p.pid) if use_time else p.pid, sample_rss)
         sampler.start()
     err_chunks: list[bytes] = []
     reader = threading.Thread(target=lambda: err_chunks.append(p.stderr.read()), daemon=True)
     reader.start()
-    killer = threading.Timer(timeout, lambda: p.kill())
+    killer = threading.Timer(timeout, lambda: _kill_tree(p.pid))
     killer.start()
     try:
         _, status, ru = os.wait4(p.pid, 0)
@@ -207,8 +238,27 @@ def _run_measured(argv: list, *, stdout=None, stdin=None, sample_rss: float | No
     p.returncode = os.waitstatus_to_exitcode(status)
     reader.join(10)
     samples = sampler.stop() if sampler else []
-    return Run([str(a) for a in argv], wall, ru.ru_utime, ru.ru_stime, ru.ru_maxrss, p.returncode, samples,
-               b"".join(err_chunks))
+    user, sys_, maxrss, rc = ru.ru_utime, ru.ru_stime, ru.ru_maxrss, p.returncode
+    if use_time:
+        try:
+            text = Path(tf.name).read_text().split("\n")
+            fields = [ln for ln in text if ln.strip() and not ln.startswith("Command")][-1].split()
+            user, sys_, maxrss, rc = float(fields[0]), float(fields[1]), int(fields[2]), int(fields[3])
+        except (OSError, IndexError, ValueError):
+            pass
+        finally:
+            os.unlink(tf.name)
+    err = b"".join(err_chunks)
+    return Run([str(a) for a in argv], wall, user, sys_, maxrss, rc, samples, err)
+
+
+def _kill_tree(pid: int) -> None:
+    try:
+        for kid in open(f"/proc/{pid}/task/{pid}/children").read().split():
+            os.kill(int(kid), 9)
+        os.kill(pid, 9)
+    except OSError:
+        pass
 
 
 # -- stats ----------------------------------------------------------------------------
