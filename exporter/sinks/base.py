@@ -71,6 +71,15 @@ class OrderedAcks:
                 done.discard(heapq.heappop(pending))
             self._cond.notify_all()
 
+    def done_many(self, seqs) -> None:
+        """``done`` for a whole delivered batch: one lock and one wake-up instead of one per seq."""
+        with self._cond:
+            self._done.update(seqs)
+            pending, done = self._pending, self._done
+            while pending and pending[0] in done:
+                done.discard(heapq.heappop(pending))
+            self._cond.notify_all()
+
     def in_flight(self) -> int:
         with self._lock:
             return len(self._pending)

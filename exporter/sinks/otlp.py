@@ -910,8 +910,7 @@ class OtlpSink:
                 self.exports += 1
                 self.export_seconds += dt
                 self.last_export_seconds = dt
-                for s in batch.seqs:
-                    self._acks.done(s)
+                self._acks.done_many(batch.seqs)
                 self.exported += len(batch.seqs)
                 self._fatal_since = None
                 if attempt:

@@ -219,3 +219,16 @@ def test_metrics_shape():
     assert m[("kee_otlp_in_flight_records", ())] == 0
     for name, kind, doc, labels, value in sink.metrics():
         assert kind in ("counter", "gauge") and doc
+
+
+def test_ordered_acks_done_many():
+    from exporter.sinks.base import OrderedAcks
+    a = OrderedAcks()
+    for seq in (3, 7, 8, 20):
+        a.expect(seq)
+    a.done_many([7, 8])
+    assert a.watermark() == 2          # 3 still pending
+    a.done_many([3])
+    assert a.watermark() == 19         # 20 pending
+    a.done_many([20])
+    assert a.watermark() == 20 and a.in_flight() == 0
