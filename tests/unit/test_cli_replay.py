@@ -7,10 +7,10 @@ from pathlib import Path
 import jsonschema
 import orjson
 
+from tests.support.shared import GEN_STREAM
+
 ROOT = Path(__file__).parents[2]
-GEN = Path("/work/shared/bench/gen_stream.py")
-if not GEN.exists():  # CI lays shared/ beside the clone
-    GEN = ROOT.parent / "shared" / "bench" / "gen_stream.py"
+GEN = GEN_STREAM
 VALIDATOR = jsonschema.Draft202012Validator(json.loads((ROOT / "schemas" / "record.v1.schema.json").read_text()))
 
 
