@@ -706,7 +706,8 @@ def build_exporter(r: Resolved, fb: _Feedback):
 
 
 class _SdkLogBridge(logging.Handler):
-    """The SDK logs through stdlib logging; its lines become our structured debug logs."""
+    """The SDK logs through stdlib logging (INFO and up); its lines become our structured debug logs:
+    what matters is logged by the sink itself (otlp_export_failed carries the receiver's answer)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -721,7 +722,7 @@ def _bridge_sdk_logging() -> None:
     if not any(isinstance(h, _SdkLogBridge) for h in lg.handlers):
         lg.addHandler(_SdkLogBridge())
         lg.propagate = False
-        lg.setLevel(logging.DEBUG)
+        lg.setLevel(logging.INFO)
 
 
 def check_settings(cfg) -> None:

@@ -255,6 +255,29 @@ def test_cli_replay_collector_down_then_up(otel_collector, tmp_path):
     del got
 
 
+@pytest.mark.skipif(not GEN.exists(), reason="gen_stream.py (the shared bench generator) is not on this machine")
+def test_standard_environment_variables_configure_the_sink(otel_collector, tmp_path):
+    """Only OTEL_* variables (HTTP/protobuf to the generic base URL, gzip, a resource attribute): honoured."""
+    col = otel_collector
+    path, want = _gen(tmp_path, 400)
+    cluster = f"env-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "http/protobuf",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": col.http_endpoint, "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+                "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT": "5000", "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=it"})
+    proc = subprocess.run([sys.executable, "-m", "exporter", "replay", str(path), "--set", "sinks.otlp.enabled=true",
+                           "--set", "sinks.stdout.enabled=false", "--set", f"records.cluster_name={cluster}"],
+                          cwd=ROOT, env=env, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    started = next(json.loads(x) for x in proc.stderr.splitlines() if b"otlp_sink_started" in x)
+    assert started["protocol"] == "http/protobuf" and started["endpoint"] == col.http_endpoint + "/v1/logs"
+    assert started["compression"] == "gzip" and started["timeout_seconds"] == 5.0
+    assert started["from"]["protocol"] == "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"
+    logs = col.wait_for_logs(lambda logs: len(mine(logs, cluster)) >= len(want), 30)
+    assert len(mine(logs, cluster)) == len(want)
+    assert all(r["resource"]["deployment.environment"] == "it" for r in mine(logs, cluster))
+
+
 # --- side by side with the Collector's own k8s_events receiver ---------------------------------
 
 #: Attributes we add or spell differently (docs/otlp.md, "Differences from the k8s_events receiver").
