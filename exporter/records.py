@@ -16,7 +16,6 @@ from typing import Any
 import orjson
 
 from exporter.wire import Event, Meta, Source
-from exporter.wire import event as event_from_dict
 
 SCHEMA_VERSION = "1"
 

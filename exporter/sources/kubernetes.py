@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from typing import Any
 
 from exporter import log, wire

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.components.proc import wait_until
-from tests.support.events import core_event, create, v1_event
+from tests.support.events import Producer, core_event, create, v1_event
 from tests.support.exporter_proc import Exporter, ids
 
 pytestmark = pytest.mark.real
@@ -110,38 +110,6 @@ def log_time(exp: Exporter, event: str) -> float | None:
             return datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00")).timestamp()
     return None
 
-
-class Producer:
-    """Real Events created through the API at a steady rate (both APIs, alternating)."""
-
-    def __init__(self, cp, ns: str, rate: float) -> None:
-        import threading
-        self.cp, self.ns, self.rate = cp, ns, rate
-        self.created: list[dict] = []
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        i = 0
-        while not self._stop.is_set():
-            body = core_event(self.ns, message=f"n{i}") if i % 2 else v1_event(self.ns, note=f"n{i}")
-            self.created.append(create(self.cp, body))
-            i += 1
-            self._stop.wait(1 / self.rate)
-
-    def made(self) -> set[tuple[str, str]]:
-        return {(m["metadata"]["uid"], m["metadata"]["resourceVersion"]) for m in list(self.created)}
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *a):
-        self._stop.set()
-        self._t.join(30)
-
-
-# --- the manifests ------------------------------------------------------------------------
 
 def test_every_overlay_builds_and_applies_server_side_then_for_real(control_plane):
     cp = control_plane

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import collections
 import json
-import threading
 import time
 
 import pytest
 
-from tests.support.events import bump_core_count, core_event, create, v1_event
+from tests.support.events import Producer, bump_core_count, core_event, create, v1_event
 from tests.support.exporter_proc import Exporter, ids
 
 
@@ -96,32 +95,6 @@ spec:
         assert max(c.values()) == 1, "an occurrence was exported twice"
     finally:
         exp.stop()
-
-
-class Producer:
-    """A steady stream of real Events created through the API (both APIs, alternating)."""
-
-    def __init__(self, cp, ns: str, rate: float) -> None:
-        self.cp, self.ns, self.rate = cp, ns, rate
-        self.created: list[dict] = []
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        i = 0
-        while not self._stop.is_set():
-            body = core_event(self.ns, message=f"n{i}") if i % 2 else v1_event(self.ns, note=f"n{i}")
-            self.created.append(create(self.cp, body))
-            i += 1
-            self._stop.wait(1 / self.rate)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *a):
-        self._stop.set()
-        self._t.join(30)
 
 
 def test_sigkill_at_several_points_loses_nothing_and_duplicates_stay_in_the_unacknowledged_window(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -54,3 +55,33 @@ def bump_core_count(cp, ns: str, name: str, count: int) -> dict:
                              content_type="application/merge-patch+json")
     assert status == 200, raw[:300]
     return json.loads(raw)
+
+
+class Producer:
+    """A steady stream of real Events created through the API (both APIs, alternating)."""
+
+    def __init__(self, cp, ns: str, rate: float) -> None:
+        self.cp, self.ns, self.rate = cp, ns, rate
+        self.created: list[dict] = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            body = core_event(self.ns, message=f"n{i}") if i % 2 else v1_event(self.ns, note=f"n{i}")
+            self.created.append(create(self.cp, body))
+            i += 1
+            self._stop.wait(1 / self.rate)
+
+    def made(self) -> set[tuple[str, str]]:
+        """(uid, resourceVersion) of every Event created so far."""
+        return {(m["metadata"]["uid"], m["metadata"]["resourceVersion"]) for m in list(self.created)}
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *a):
+        self._stop.set()
+        self._t.join(30)
