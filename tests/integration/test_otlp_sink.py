@@ -211,6 +211,25 @@ def test_tls_with_client_certificate(tmp_path, protocol):
             shutil.rmtree(col.dir, ignore_errors=True)
 
 
+def test_wrong_http_path_becomes_fatal_after_a_while(otel_collector, monkeypatch):
+    """The real receiver answers 404 to a wrong URL path: retried, then reported fatal (a person must fix it)."""
+    from exporter.sinks import otlp
+    monkeypatch.setattr(otlp, "FATAL_AFTER_SECONDS", 1.0)
+    cluster = f"fatal-{uuid.uuid4().hex[:8]}"
+    sink = OtlpSink(OtlpSettings(enabled=True, protocol="http/protobuf", endpoint=otel_collector.http_endpoint
+                                 + "/wrong/v1/logs", timeout_seconds=1, retry_backoff_initial_seconds=0.1,
+                                 retry_backoff_max_seconds=0.2), cluster=cluster, stats=Stats(), env={})
+    sink.send(1, b"", sample_records(cluster, 1)[0])
+    sink.flush()
+    deadline = time.monotonic() + 15
+    while sink.fatal is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sink.fatal is not None and sink.fatal.setting == "sinks.otlp.endpoint"
+    assert sink._fb.last_code == "404" and sink.acked() == 0
+    with pytest.raises(SinkFatal):
+        sink.close(0.5)
+
+
 def _gen(tmp_path: Path, n: int) -> tuple[Path, set[tuple[str, str]]]:
     path = tmp_path / "stream.jsonl"
     subprocess.run([sys.executable, str(GEN), "-n", str(n), "-o", str(path)], check=True, timeout=120)

@@ -317,3 +317,15 @@ def test_sdk_exporters_build_and_take_encoded_batches(protocol):
         assert exp.export(otlp.EncodedBatch(b"", 0)).name == "FAILURE"
     finally:
         exp.shutdown()
+
+
+def test_partial_success_is_counted_not_retried():
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+    fb = otlp._Feedback()
+    resp = ExportLogsServiceResponse()
+    resp.partial_success.rejected_log_records = 3
+    resp.partial_success.error_message = "invalid"
+    fb.response(resp.SerializeToString())
+    fb.response(b"")                      # an empty 200 body: full success
+    fb.response(b"\xff\xff not protobuf")  # unparsable: ignored
+    assert fb.rejected == 3
