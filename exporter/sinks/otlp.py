@@ -73,8 +73,9 @@ DEFAULT_ENDPOINTS = {"grpc": "http://localhost:4317", "http/protobuf": "http://l
 
 #: Receiver answers that retrying cannot fix (gRPC status, HTTP status) -> the setting to check.
 FATAL_CODES = {"UNAUTHENTICATED": "sinks.otlp.headers", "PERMISSION_DENIED": "sinks.otlp.headers",
-               "UNIMPLEMENTED": "sinks.otlp.endpoint", "401": "sinks.otlp.headers", "403": "sinks.otlp.headers",
-               "404": "sinks.otlp.endpoint", "405": "sinks.otlp.endpoint"}
+               "UNIMPLEMENTED": "sinks.otlp.endpoint", "INVALID_ARGUMENT": "sinks.otlp.endpoint",
+               "400": "sinks.otlp.endpoint", "401": "sinks.otlp.headers", "403": "sinks.otlp.headers",
+               "404": "sinks.otlp.endpoint", "405": "sinks.otlp.endpoint", "413": "sinks.otlp.batch_max_bytes"}
 #: How long such answers must last before the sink reports itself fatal (a token rotation may be under way).
 FATAL_AFTER_SECONDS = 60.0
 
