@@ -1,6 +1,6 @@
 """The benchmark entry point (issue 7). Not a test: it measures, prints a table, writes docs/BENCHMARKS.md.
 
-    ~/.cache/kube-event-exporter/venv/bin/python -m bench                 # everything (~6-8 min)
+    ~/.cache/kube-event-exporter/venv/bin/python -m bench                 # everything (~6-7 min)
     ... -m bench --only replay                                             # one or more (comma list)
     ... -m bench --only replay --lines 20000 --runs 3 --no-docs            # smaller, nothing written
 
@@ -40,6 +40,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-sizes", default="10000,100000,1000000", help="stream sizes for memory")
     p.add_argument("--rates", default="10,100", help="Events/s for latency (default 10,100)")
     p.add_argument("--latency-seconds", type=float, default=20.0, help="seconds per rate (default 20)")
+    p.add_argument("--latency-sinks", default="stdout,kafka,otlp",
+                   help="sinks enabled together in the latency run (stdout always; kafka, otlp = gRPC)")
     p.add_argument("--peer-events", type=int, default=2000, help="Events per peers round (default 2000)")
     p.add_argument("--peer-rate", type=float, default=100.0, help="Events/s during peers (default 100)")
     p.add_argument("--peer-rounds", type=int, default=3, help="peers rounds (default 3)")
@@ -94,11 +96,30 @@ def main(argv: list[str] | None = None) -> int:
             resmoio = kube.resmoio_build()
             if resmoio.get("error"):
                 log("resmoio's exporter did not build:\n" + resmoio["error"])
-        cp = None
+        cp = broker = col = None
         try:
             cp = kube.start_control_plane()
             if "latency" in only:
-                attempt("latency", lambda: kube.bench_latency(cp, _ints(args.rates), args.latency_seconds))
+                lat_sinks = {x.strip() for x in args.latency_sinks.split(",")}
+                if lat_sinks & {"kafka", "otlp"}:
+                    try:
+                        broker, col = kube.start_sink_components()
+                    except Exception as e:  # noqa: BLE001 - still measure stdout
+                        log(f"Kafka/Collector did not start ({e!r}): latency to stdout only")
+                def latency():
+                    runs = [{"label": "stdout only", **kube.bench_latency(cp, _ints(args.rates), args.latency_seconds)}]
+                    b = broker if "kafka" in lat_sinks else None
+                    c = col if "otlp" in lat_sinks else None
+                    if b is not None or c is not None:
+                        label = "+".join(["stdout"] + (["kafka"] if b else []) + (["otlp"] if c else []))
+                        runs.append({"label": label, **kube.bench_latency(cp, _ints(args.rates), args.latency_seconds,
+                                                                          broker=b, col=c)})
+                    return {"duration_s": args.latency_seconds, "runs": runs}
+                attempt("latency", latency)
+                for comp in (col, broker):
+                    if comp is not None:
+                        kube.stop(comp)
+                broker = col = None
             if "peers" in only:
                 attempt("peers", lambda: kube.bench_peers(cp, args.peer_events, args.peer_rate, args.peer_rounds,
                                                           resmoio=resmoio))
@@ -108,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
                 if name in only and name not in results:
                     errors.setdefault(name, f"{type(e).__name__}: {e}")
         finally:
-            if cp is not None:
-                kube.stop(cp)
+            for comp in (col, broker, cp):
+                if comp is not None:
+                    kube.stop(comp)
     log(f"done in {time.monotonic() - t_start:.0f} s")
     print(report.console(results, errors))
     if args.json:

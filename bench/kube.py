@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 from bench.common import (REPO, RssSampler, cache_dir, exporter_argv, log, median, percentile, proc_cpu,
-                          proc_hwm_kb, wait_venv)
+                          proc_cpu_split, proc_hwm_kb, wait_venv)
 
 
 def _components():
@@ -114,28 +114,25 @@ def paced(rate: float, duration: float | None = None, count: int | None = None):
         i += 1
 
 
-class StdoutWatcher:
-    """Reads the exporter's stdout line by line; notes when each event uid's record arrived."""
+class Arrivals:
+    """When each event uid's record arrived at one sink (first arrival kept)."""
 
-    def __init__(self, proc: subprocess.Popen):
-        import orjson
+    def __init__(self, name: str):
+        self.name = name
         self.seen: dict[str, float] = {}
-        self.lines = 0
         self._cond = threading.Condition()
+        self.thread: threading.Thread | None = None
+        self.halt = threading.Event()
 
-        def loop():
-            for line in proc.stdout:
-                t = time.time()
-                try:
-                    uid = orjson.loads(line)["event"]["uid"]
-                except Exception:  # noqa: BLE001
-                    continue
-                with self._cond:
-                    self.lines += 1
-                    self.seen.setdefault(uid, t)
-                    self._cond.notify_all()
-        self.thread = threading.Thread(target=loop, daemon=True)
+    def note(self, uid: str, t: float) -> None:
+        with self._cond:
+            self.seen.setdefault(uid, t)
+            self._cond.notify_all()
+
+    def start(self, loop) -> "Arrivals":
+        self.thread = threading.Thread(target=loop, daemon=True, name=f"arrivals-{self.name}")
         self.thread.start()
+        return self
 
     def wait_for(self, uids, timeout: float) -> bool:
         uids = set(uids)
@@ -149,13 +146,106 @@ class StdoutWatcher:
         return True
 
 
-def start_exporter(cp, namespace: str, workdir: Path, stdout=subprocess.PIPE):
+def stdout_arrivals(proc: subprocess.Popen) -> Arrivals:
+    """Reads the exporter's stdout pipe line by line; timestamps each record as it is read."""
+    import orjson
+    a = Arrivals("stdout")
+
+    def loop():
+        for line in proc.stdout:
+            t = time.time()
+            try:
+                a.note(orjson.loads(line)["event"]["uid"], t)
+            except Exception:  # noqa: BLE001
+                continue
+    return a.start(loop)
+
+
+def kafka_arrivals(broker, topic: str) -> Arrivals:
+    """A consumer assigned to the topic from the beginning, fetching with a 5 ms wait."""
+    import orjson
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    a = Arrivals("kafka")
+    c = Consumer(broker.client_config(**{"group.id": f"kee-bench-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False,
+                                         "fetch.wait.max.ms": 5, "fetch.min.bytes": 1,
+                                         "fetch.error.backoff.ms": 5}))
+    c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+
+    def loop():
+        try:
+            while not a.halt.is_set():
+                m = c.poll(0.05)
+                if m is None or m.error():
+                    continue
+                t = time.time()
+                try:
+                    a.note(orjson.loads(m.value())["event"]["uid"], t)
+                except Exception:  # noqa: BLE001
+                    if m.key():
+                        a.note(m.key().decode(), t)
+        finally:
+            c.close()
+    return a.start(loop)
+
+
+def collector_arrivals(col) -> Arrivals:
+    """Polls the Collector's file exporter output every 5 ms (its flush interval is set to 10 ms)."""
+    import orjson
+    a = Arrivals("otlp")
+
+    def loop():
+        pos, buf = 0, b""
+        while not a.halt.is_set():
+            try:
+                with open(col.output_path, "rb") as f:
+                    f.seek(pos)
+                    data = f.read()
+            except OSError:
+                data = b""
+            t = time.time()
+            if data:
+                pos += len(data)
+                buf += data
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    req = orjson.loads(line)
+                    for rl in req.get("resourceLogs", []):
+                        for sl in rl.get("scopeLogs", []):
+                            for lr in sl.get("logRecords", []):
+                                for kv in lr.get("attributes", []):
+                                    if kv["key"] == "k8s.event.uid":
+                                        a.note(kv["value"].get("stringValue", ""), t)
+            a.halt.wait(0.005)
+    return a.start(loop)
+
+
+def start_exporter(cp, namespace: str, workdir: Path, stdout=subprocess.PIPE, extra: list | None = None):
     err = open(workdir / "exporter.stderr", "ab")
     p = subprocess.Popen(exporter_argv("run", "--kubeconfig", cp.kubeconfig, "--namespace", namespace,
-                                       "--listen", "127.0.0.1:0", "--log-level", "warning"),
+                                       "--listen", "127.0.0.1:0", "--log-level", "warning", *(extra or [])),
                          stdout=stdout, stderr=err, stdin=subprocess.DEVNULL, cwd=REPO)
     err.close()
     return p
+
+
+def start_sink_components():
+    """A Kafka broker and a Collector (file exporter flushing every 10 ms) for latency to those sinks."""
+    comps = _components()
+    log("starting the Kafka broker and the OTLP Collector (latency to sinks)")
+    broker = comps.KafkaBroker()
+    col = comps.Collector()
+    col.config["exporters"]["file"]["flush_interval"] = "10ms"  # its default 100 ms would dominate
+    col.config_path.write_text(json.dumps(col.config, indent=1))
+    try:
+        broker.start()
+        col.start()
+    except BaseException:
+        stop(col)
+        stop(broker)
+        raise
+    return broker, col
 
 
 def end(p: subprocess.Popen) -> None:
@@ -168,49 +258,69 @@ def end(p: subprocess.Popen) -> None:
             p.wait(5)
 
 
-def bench_latency(cp, rates=(10, 100), duration: float = 20.0) -> dict:
+def bench_latency(cp, rates=(10, 100), duration: float = 20.0, broker=None, col=None) -> dict:
+    """One exporter with every available sink enabled (stdout, Kafka, OTLP gRPC); per-sink arrival times."""
     wait_venv()
     ns = cp.create_namespace(f"bench-lat-{uuid.uuid4().hex[:5]}")
     workdir = Path(cp.dir) / "bench-latency"
     workdir.mkdir(exist_ok=True)
-    p = start_exporter(cp, ns, workdir)
-    w = StdoutWatcher(p)
+    extra = []
+    topic = None
+    if broker is not None:
+        topic = broker.create_topic(f"bench-lat-{uuid.uuid4().hex[:6]}")
+        extra += ["--set", "sinks.kafka.enabled=true", "--set", f"sinks.kafka.brokers={broker.bootstrap_servers}",
+                  "--set", f"sinks.kafka.topic={topic}"]
+    if col is not None:
+        extra += ["--set", "sinks.otlp.enabled=true", "--set", f"sinks.otlp.endpoint=http://{col.grpc_endpoint}",
+                  "--set", "sinks.otlp.protocol=grpc"]
+    p = start_exporter(cp, ns, workdir, extra=extra)
+    sinks = [stdout_arrivals(p)]
+    if broker is not None:
+        sinks.append(kafka_arrivals(broker, topic))
+    if col is not None:
+        sinks.append(collector_arrivals(col))
     poster = EventPoster(cp, ns)
-    out: dict = {"namespace_events": ns, "duration_s": duration, "rates": {}}
+    out: dict = {"duration_s": duration, "sinks": [a.name for a in sinks], "rates": {}}
     try:
         uid, _, _ = poster.post("BenchWarmup")
-        if not w.wait_for([uid], 60):
-            raise RuntimeError(f"the exporter did not print the warm-up event within 60 s; stderr: "
-                               f"{(workdir / 'exporter.stderr').read_text()[-2000:]}")
+        for a in sinks:
+            if not a.wait_for([uid], 60):
+                raise RuntimeError(f"the warm-up event did not reach {a.name} within 60 s; exporter stderr: "
+                                   f"{(workdir / 'exporter.stderr').read_text()[-2000:]}")
         for rate in rates:
             sent: dict[str, tuple[float, float]] = {}
             c0 = proc_cpu(p.pid)
             t_start = time.monotonic()
             late = 0
             for i in paced(rate, duration=duration):
-                due_lag = time.monotonic() - (t_start + i / rate)
-                late += due_lag > 0.05
+                late += time.monotonic() - (t_start + i / rate) > 0.05
                 uid, t0, t1 = poster.post("BenchLatency")
                 sent[uid] = (t0, t1)
             elapsed = time.monotonic() - t_start
-            ok = w.wait_for(sent, 30)
+            complete = all([a.wait_for(sent, 30) for a in sinks])
             c1 = proc_cpu(p.pid)
-            lat_done = [(w.seen[u] - t1) * 1000 for u, (t0, t1) in sent.items() if u in w.seen]
-            lat_start = [(w.seen[u] - t0) * 1000 for u, (t0, t1) in sent.items() if u in w.seen]
             post_ms = [(t1 - t0) * 1000 for t0, t1 in sent.values()]
-            row = {"events": len(sent), "achieved_rate": len(sent) / elapsed, "received": len(lat_done),
-                   "missing": len(sent) - len(lat_done), "late_sends": late,
-                   "p50_ms": percentile(lat_done, 50), "p90_ms": percentile(lat_done, 90),
-                   "p99_ms": percentile(lat_done, 99), "max_ms": max(lat_done, default=float("nan")),
-                   "p50_from_post_start_ms": percentile(lat_start, 50),
-                   "p99_from_post_start_ms": percentile(lat_start, 99),
+            row = {"events": len(sent), "achieved_rate": len(sent) / elapsed, "late_sends": late,
                    "post_p50_ms": percentile(post_ms, 50), "post_p99_ms": percentile(post_ms, 99),
-                   "exporter_cpu_s": (c1 - c0) if c0 is not None and c1 is not None else None, "complete": ok}
+                   "exporter_cpu_s": (c1 - c0) if c0 is not None and c1 is not None else None,
+                   "complete": complete, "sinks": {}}
+            for a in sinks:
+                lat_done = [(a.seen[u] - t1) * 1000 for u, (t0, t1) in sent.items() if u in a.seen]
+                lat_start = [(a.seen[u] - t0) * 1000 for u, (t0, t1) in sent.items() if u in a.seen]
+                row["sinks"][a.name] = {
+                    "received": len(lat_done), "missing": len(sent) - len(lat_done),
+                    "p50_ms": percentile(lat_done, 50), "p90_ms": percentile(lat_done, 90),
+                    "p99_ms": percentile(lat_done, 99), "max_ms": max(lat_done, default=float("nan")),
+                    "p50_from_post_start_ms": percentile(lat_start, 50),
+                    "p99_from_post_start_ms": percentile(lat_start, 99)}
+                v = row["sinks"][a.name]
+                log(f"latency {rate}/s -> {a.name}: {len(sent)} events, p50 {v['p50_ms']:.1f} ms, "
+                    f"p99 {v['p99_ms']:.1f} ms, missing {v['missing']}")
             out["rates"][str(rate)] = row
-            log(f"latency {rate}/s: {row['events']} events, p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, "
-                f"missing {row['missing']}")
     finally:
         poster.close()
+        for a in sinks:
+            a.halt.set()
         end(p)
         cp.kubectl("delete", "namespace", ns, "--wait=false", check=False)
     return out
@@ -360,6 +470,7 @@ def bench_peers(cp, events: int = 2000, rate: float = 200.0, rounds: int = 3, id
         loads = []
         for rnd in range(rounds):
             base = {pr.name: proc_cpu(pr.pid) for pr in peers}
+            split0 = {pr.name: proc_cpu_split(pr.pid) for pr in peers}
             sent = []
             t0 = time.monotonic()
             for _ in paced(rate, count=events):
@@ -378,9 +489,11 @@ def bench_peers(cp, events: int = 2000, rate: float = 200.0, rounds: int = 3, id
                             done_at[pr.name] = time.monotonic() - t0
                 time.sleep(0.5)
             cpu_end = {pr.name: proc_cpu(pr.pid) for pr in peers}
+            split1 = {pr.name: proc_cpu_split(pr.pid) for pr in peers}
             for pr in peers:
                 cpu = cpu_end[pr.name] - base[pr.name]
-                rounds_out[pr.name].append({"received": got.get(pr.name, 0), "cpu_s": cpu,
+                sys_s = split1[pr.name][1] - split0[pr.name][1]
+                rounds_out[pr.name].append({"received": got.get(pr.name, 0), "cpu_s": cpu, "sys_s": sys_s,
                                             "all_seen_after_s": done_at.get(pr.name)})
                 log(f"peers round {rnd + 1}/{rounds} {pr.name}: {got.get(pr.name, 0)}/{events}, CPU {cpu:.2f}s "
                     f"({cpu / events * 1e6:.0f} us/event)")
@@ -392,6 +505,8 @@ def bench_peers(cp, events: int = 2000, rate: float = 200.0, rounds: int = 3, id
                 "received": [r["received"] for r in rs], "missing": sum(events - r["received"] for r in rs),
                 "cpu_s": [round(r["cpu_s"], 3) for r in rs], "cpu_median_s": cpu,
                 "cpu_us_per_event": cpu / events * 1e6, "idle_cpu_ms_per_s": idle[pr.name] * 1000,
+                "sys_share": (sum(r["sys_s"] for r in rs) / sum(r["cpu_s"] for r in rs)
+                              if sum(r["cpu_s"] for r in rs) else None),
                 "max_sampled_rss_mib": max(rss, default=0) / 1024,
                 "median_sampled_rss_mib": median(rss) / 1024 if rss else 0.0,
                 "hwm_mib": (proc_hwm_kb(pr.pid) or 0) / 1024,
