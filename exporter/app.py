@@ -34,12 +34,16 @@ def build_pipeline(cfg: Settings, sinks: list, stats: Stats, *, live: bool) -> P
                     max_message_bytes=cfg.records.max_message_bytes, recurring=cfg.records.recurring, live=live)
 
 
-def close_sinks(sinks: list, timeout: float) -> None:
+def close_sinks(sinks: list, timeout: float) -> bool:
+    """Deliver what each sink holds (up to timeout s each); False when any could not."""
+    ok = True
     for s in sinks:
         try:
             s.close(timeout)
         except Exception as exc:  # one sink failing to close must not stop the others
             log.error("sink_close_failed", sink=s.name, error=str(exc))
+            ok = False
+    return ok
 
 
 def replay(cfg: Settings, path: str) -> int:
@@ -59,10 +63,11 @@ def replay(cfg: Settings, path: str) -> int:
     except BrokenPipeError:
         return 0
     finally:
-        close_sinks(sinks, 30.0)
+        delivered = close_sinks(sinks, 30.0)
     log.info("replay_done", occurrences=stats.received_occurrences, deleted=stats.deleted,
-             filtered=stats.filtered, decode_errors=stats.decode_errors, bookmarks=stats.bookmarks)
-    return 0
+             filtered=stats.filtered, decode_errors=stats.decode_errors, bookmarks=stats.bookmarks,
+             delivered=delivered)
+    return 0 if delivered else 1
 
 
 def run(cfg: Settings) -> int:

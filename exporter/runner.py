@@ -188,7 +188,8 @@ def run(cfg: Settings) -> int:
         return exit_code or EXIT_FAIL
     log.info("draining", reason=reason["why"] or "error", in_flight=pipeline.seq - pipeline.watermark())
     pipeline.flush()
-    close_sinks(sinks, DRAIN_TIMEOUT)
+    if not close_sinks(sinks, DRAIN_TIMEOUT):
+        exit_code = exit_code or EXIT_FAIL  # undelivered records stay behind the checkpoint
     checkpoint()
     if leader is not None:
         leader.release()
