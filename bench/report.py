@@ -114,7 +114,9 @@ def memory_table(r: dict) -> str:
     return (table(["lines", "stream MiB", "records", "max RSS MiB (ru_maxrss)", "max sampled VmRSS MiB",
                    "median sampled MiB", "samples", "vs smallest", "CPU s"], rows)
             + f"\n\nGrowth from the smallest to the largest stream: {r['growth_mib']:+.1f} MiB "
-              f"(VmRSS sampled every {r['interval_s']} s).")
+              f"(VmRSS sampled every {r['interval_s']} s): "
+              + ("**flat**." if r["growth_mib"] <= max(5.0, 0.1 * r["sizes"][0]["maxrss_mib"]) else
+                 "**NOT flat**: the peak grows with the number of records (see Notes)."))
 
 
 def peers_table(r: dict) -> str:
