@@ -54,6 +54,8 @@ def bench_replay_stdout(lines: int = 100_000, runs: int = 5, path=None) -> dict:
         "exporter_wall_median_s": median(r.wall for r in exp), "floor_wall_median_s": median(r.wall for r in flo),
         "pair_ratios": [round(x, 3) for x in pair_ratios],
         "ratio_median": median(pair_ratios),
+        "ratio_of_medians": median(r.cpu for r in exp) / median(r.cpu for r in flo),
+        "ratio_of_minima": min(r.cpu for r in exp) / min(r.cpu for r in flo),
         "exporter_maxrss_mib": max(r.maxrss_kb for r in exp) / 1024,
         "floor_maxrss_mib": max(r.maxrss_kb for r in flo) / 1024,
     }

@@ -57,7 +57,9 @@ def replay_table(r: dict) -> str:
     return (table(["process", "CPU s (median)", "CPU us/line", "peak RSS MiB", "CPU s, each run"], rows)
             + f"\n\n**Overhead ratio (median of the {r['runs']} side-by-side pair ratios): "
               f"{r['ratio_median']:.2f}** (pairs: {', '.join(_f(x) for x in r['pair_ratios'])}); "
-              f"target <= {TARGET_RATIO}: {verdict}. {r['lines']} lines, {r.get('records')} records; "
+              f"target <= {TARGET_RATIO}: {verdict}. Ratio of the medians "
+              f"{_f(r.get('ratio_of_medians'))}, of the minima (least disturbed runs) "
+              f"{_f(r.get('ratio_of_minima'))}. {r['lines']} lines, {r.get('records')} records; "
               f"exporter wall {r['exporter_wall_median_s']:.2f} s "
               f"({_f(r.get('exporter_records_per_s_wall'), '{:,.0f}')} records/s).")
 
@@ -224,9 +226,12 @@ long-running processes; memory is `ru_maxrss` (peak RSS) and VmRSS sampled from
 1. **Replay to stdout.** `python -m exporter replay FILE > /dev/null` beside
    `python /work/shared/bench/floor.py FILE > /dev/null` on the same
    `gen_stream.py -n 100000` stream (cached in `~/.cache/kube-event-exporter/bench/streams`,
-   keyed by the generator's hash); one untimed warm-up each, then 5 pairs,
-   alternating which goes first. The figure is the median of the per-pair CPU
-   ratios (exporter / floor), target 2.0 or less. Both run with the project's venv Python.
+   keyed by the generator's hash); one untimed warm-up each, then `--runs` pairs
+   (5 by default; the table says how many), alternating which goes first. The figure is the
+   median of the per-pair CPU ratios (exporter / floor), target 2.0 or less; the ratio of the
+   medians and of the minima (the least disturbed run of each) are printed beside it, since on
+   this shared machine single runs of the same command vary by up to ~1.6x. Both run with the
+   project's venv Python.
 2. **Replay to Kafka / OTLP.** The same stream replayed with one sink enabled
    (`--set sinks.stdout.enabled=false --set sinks.kafka.enabled=true --set sinks.kafka.brokers=...
    --set sinks.kafka.topic=<fresh topic>`; `--set sinks.otlp.enabled=true --set sinks.otlp.endpoint=...
