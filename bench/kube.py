@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 from bench.common import (REPO, RssSampler, cache_dir, exporter_argv, log, median, percentile, proc_cpu,
-                          proc_cpu_split, proc_hwm_kb, wait_venv)
+                          proc_cpu_split, proc_hwm_kb, vmrss_kb, wait_venv)
 
 
 def _components():
@@ -494,6 +494,7 @@ def bench_peers(cp, events: int = 2000, rate: float = 200.0, rounds: int = 3, id
                 cpu = cpu_end[pr.name] - base[pr.name]
                 sys_s = split1[pr.name][1] - split0[pr.name][1]
                 rounds_out[pr.name].append({"received": got.get(pr.name, 0), "cpu_s": cpu, "sys_s": sys_s,
+                                            "rss_after_mib": (vmrss_kb(pr.pid) or 0) / 1024,
                                             "all_seen_after_s": done_at.get(pr.name)})
                 log(f"peers round {rnd + 1}/{rounds} {pr.name}: {got.get(pr.name, 0)}/{events}, CPU {cpu:.2f}s "
                     f"({cpu / events * 1e6:.0f} us/event)")
@@ -510,7 +511,8 @@ def bench_peers(cp, events: int = 2000, rate: float = 200.0, rounds: int = 3, id
                 "max_sampled_rss_mib": max(rss, default=0) / 1024,
                 "median_sampled_rss_mib": median(rss) / 1024 if rss else 0.0,
                 "hwm_mib": (proc_hwm_kb(pr.pid) or 0) / 1024,
-                "all_seen_after_s": [r["all_seen_after_s"] for r in rs]}
+                "all_seen_after_s": [r["all_seen_after_s"] for r in rs],
+                "rss_after_rounds_mib": [round(r["rss_after_mib"], 1) for r in rs]}
         load_s = median(loads)
         out["load_s"] = load_s
         out["achieved_rate"] = events / load_s

@@ -128,10 +128,11 @@ def peers_table(r: dict) -> str:
                      _f(v["cpu_us_per_event"], "{:.0f}"), ", ".join(_f(x) for x in v["cpu_s"]),
                      _f(v.get("sys_share"), "{:.0%}"),
                      _f(v["idle_cpu_ms_per_s"], "{:.1f}"), _f(v["max_sampled_rss_mib"], "{:.1f}"),
-                     _f(v["hwm_mib"], "{:.1f}")])
+                     _f(v["hwm_mib"], "{:.1f}"),
+                     ", ".join(_f(x, "{:.1f}") for x in v.get("rss_after_rounds_mib", []))])
     text = table(["watcher", "events seen", "CPU us/event (median)", "CPU s per round", "of which sys",
                   "idle CPU ms/s",
-                  "max sampled RSS MiB", "VmHWM MiB"], rows)
+                  "max sampled RSS MiB", "VmHWM MiB", "RSS after each round MiB"], rows)
     text += (f"\n\n{r['rounds']} rounds of {r['events']} Events POSTed at {r['rate']:.0f}/s "
              f"(achieved {r.get('achieved_rate', 0):.0f}/s), watched at the same time by every watcher "
              "(one namespace); CPU = utime+stime delta from /proc/PID/stat from the start of a round until "
