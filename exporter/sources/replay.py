@@ -22,10 +22,11 @@ def run(pipeline: Pipeline, src: BinaryIO, *, stream_key: str = "replay") -> Non
     stats = pipeline.stats
     pending = b""  # a multi-line (pretty-printed) JSON document being collected
     lineno = 0
-    tick = pipeline.tick
+    tick, commit = pipeline.tick, pipeline.commit
     for lineno, line in enumerate(src, 1):
         if not lineno & 255:
             tick()
+            commit()  # prunes the ledger: memory stays flat however long the input
         if not pending:
             try:
                 env = decode(line)
@@ -59,6 +60,7 @@ def run(pipeline: Pipeline, src: BinaryIO, *, stream_key: str = "replay") -> Non
     if pending:
         _bad(stats, lineno, "truncated JSON at end of input")
     pipeline.flush()
+    commit()
 
 
 def _slow_path(stream, handle, stats, lineno: int, raw: bytes) -> None:

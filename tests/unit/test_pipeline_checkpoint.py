@@ -98,3 +98,20 @@ def test_closed_pipeline_takes_nothing_more():
     p.close()
     p.handle(s, "ADDED", ev(2))
     assert a.got == [] and p.commit() == {"k": "1"}
+
+
+def test_a_long_replay_keeps_no_per_record_state():
+    import io
+    import json
+
+    from exporter.sinks.stdout import StdoutSink
+    from exporter.sources import replay
+    lines = b"".join(json.dumps({"type": "ADDED", "object": {
+        "apiVersion": "v1", "kind": "Event", "reason": "R",
+        "metadata": {"uid": f"u{i}", "resourceVersion": str(1000 + i)}}}).encode() + b"\n" for i in range(5000))
+    out = io.BytesIO()
+    p = Pipeline([StdoutSink(out, buffer_bytes=4096)], stats=Stats(), live=False)
+    replay.run(p, io.BytesIO(lines))
+    assert out.getvalue().count(b"\n") == 5000
+    assert p.streams["replay"].ledger.pending() == 0  # pruned as it went: memory does not grow with input
+    assert p.streams["replay"].ledger.committed == "5999"
