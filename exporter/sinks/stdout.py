@@ -16,7 +16,10 @@ class StdoutSink:
 
     def __init__(self, out: BinaryIO | None = None, buffer_bytes: int = 65536) -> None:
         self._out = out if out is not None else sys.stdout.buffer
-        self._fd = self._out.fileno() if hasattr(self._out, "fileno") else None
+        try:
+            self._fd = self._out.fileno()
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+            self._fd = None
         self._buf: list[bytes] = []
         self._size = 0
         self._limit = buffer_bytes
