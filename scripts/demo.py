@@ -30,6 +30,12 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: bad-image, namespace: demo, labels: {kee.example/image-pull: fail}}
+spec:
+  containers: [{name: c, image: registry.example/does-not-exist:0.0.0}]
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: too-big, namespace: demo}
 spec:
   containers: [{name: c, image: registry.example/big:1.0, resources: {requests: {memory: 64Ti}}}]
@@ -53,7 +59,7 @@ def main() -> int:
                                      "--cluster-name", "demo", "--listen", "127.0.0.1:0", *sys.argv[1:]],
                                     cwd=Path(__file__).resolve().parents[1])
         time.sleep(2)
-        say("creating a Deployment (3 replicas on KWOK nodes) and a pod no node can fit ...")
+        say("creating a Deployment (3 replicas on KWOK nodes), a pod with a bad image and a pod no node can fit ...")
         cp.apply(WORKLOADS)
 
         def later():

@@ -79,17 +79,25 @@ def test_controller_and_scheduler_events_are_exported(control_plane, namespace, 
         cp.apply(f"""
 apiVersion: v1
 kind: Pod
+metadata: {{name: bad-image, namespace: {namespace}, labels: {{kee.example/image-pull: fail}}}}
+spec:
+  containers: [{{name: c, image: registry.example/does-not-exist:0.0.0}}]
+---
+apiVersion: v1
+kind: Pod
 metadata: {{name: too-big, namespace: {namespace}}}
 spec:
   containers: [{{name: c, image: registry.example/big:1, resources: {{requests: {{memory: 100Ti}}}}}}]
 """)
         def seen(r):
             reasons = {x["reason"] for x in r}
-            return {"ScalingReplicaSet", "SuccessfulCreate", "Scheduled", "FailedScheduling"} <= reasons
+            return {"ScalingReplicaSet", "SuccessfulCreate", "Scheduled", "FailedScheduling", "Failed"} <= reasons
         recs = exp.wait_for(seen, 60, "controller and scheduler events")
         fs = [r for r in recs if r["reason"] == "FailedScheduling"]
         assert fs[0]["type"] == "Warning" and fs[0]["object"]["name"] == "too-big"
         assert any(r["reason"] == "ScalingReplicaSet" and r["object"]["kind"] == "Deployment" for r in recs)
+        pull = next(r for r in recs if r["reason"] == "Failed")
+        assert pull["type"] == "Warning" and pull["object"]["name"] == "bad-image" and "ErrImagePull" in pull["message"]
         assert not exp.invalid
         c = collections.Counter(ids(recs))
         assert max(c.values()) == 1, "an occurrence was exported twice"
