@@ -1,6 +1,6 @@
 """The benchmark entry point (issue 7). Not a test: it measures, prints a table, writes docs/BENCHMARKS.md.
 
-    ~/.cache/kube-event-exporter/venv/bin/python -m bench                 # everything (~6-7 min)
+    ~/.cache/kube-event-exporter/venv/bin/python -m bench                 # everything (~5-6 min)
     ... -m bench --only replay                                             # one or more (comma list)
     ... -m bench --only replay --lines 20000 --runs 3 --no-docs            # smaller, nothing written
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -76,10 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     def stamp(res: dict) -> dict:
         return {**res, "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": m}
 
+    command = " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])])
+
     def attempt(name, fn):
         t0 = time.monotonic()
+        load = os.getloadavg()[0]
         try:
             results[name] = stamp(fn())
+            results[name]["load_at_start"] = load
+            results[name]["command"] = command
             results[name]["seconds"] = time.monotonic() - t0
         except Exception as e:  # noqa: BLE001 - one benchmark failing must not lose the others
             import traceback

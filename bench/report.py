@@ -204,14 +204,19 @@ def _machine_text(results: dict) -> str:
     lines = []
     for (nproc, model, mem), m in seen:
         lines.append(f"- {nproc} CPUs ({model}), {mem} GiB RAM, Linux {m['kernel']}, Python {m['python']}")
-    lines.append("- Shared machine (other engineers run test suites on the same 2 cores): the load average "
-                 "when each benchmark started is below; absolute times drift, ratios measured side by side "
-                 "hold better.")
+    lines.append("- Shared machine (other engineers run test suites on the same 2 cores): the 1-minute load "
+                 "average when each benchmark started is below; absolute times drift, ratios measured side by "
+                 "side hold better.")
     for key, title, _ in SECTIONS:
         if key in results:
             m = results[key]["machine"]
+            load = results[key].get("load_at_start")
+            load_text = f"load average {load:.2f}" if load is not None else \
+                f"load average {m['loadavg']:.2f} (at the start of the whole run)"
+            cmd = results[key].get("command")
             lines.append(f"  - {title.split('. ', 1)[1]}: measured {results[key]['measured']}, commit "
-                         f"{m['commit']}, load average {m['loadavg']:.2f}, took {results[key].get('seconds', 0):.0f} s")
+                         f"{m['commit']}, {load_text}, took {results[key].get('seconds', 0):.0f} s"
+                         + (f", `{cmd}`" if cmd else ""))
     del ms
     return "\n".join(lines)
 
@@ -271,7 +276,7 @@ Benchmarks: `replay`, `sinks`, `latency`, `memory`, `peers`. Sizes: `--lines`, `
 `--peer-events`, `--peer-rate`, `--peer-rounds`. A subset run keeps the other sections of this file
 (their raw results are in the comment at its end). Streams are cached in
 `~/.cache/kube-event-exporter/bench/streams` (delete them to free ~1.4 GB). The whole suite takes
-about 6-8 minutes. The smoke test `tests/unit/test_bench_smoke.py` runs the replay measure on a
+about 5-6 minutes. The smoke test `tests/unit/test_bench_smoke.py` runs the replay measure on a
 200-line stream so the harness cannot rot; the benchmarks themselves are not in the test suite.
 """
 
