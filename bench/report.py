@@ -223,10 +223,12 @@ def _machine_text(results: dict) -> str:
 
 METHOD = """\
 All figures are for whole processes, measured by the kernel: CPU seconds are
-user+system from the child's rusage (`os.wait4`, the same numbers as
-`/usr/bin/time -f '%U %S'`) or from `/proc/PID/stat` utime+stime deltas for
-long-running processes; memory is `ru_maxrss` (peak RSS) and VmRSS sampled from
-`/proc/PID/status` every 0.2 s. Every component is real and on loopback
+user+system and peak RSS of the command as `/usr/bin/time -f '%U %S %M'` reports
+them (the harness runs each measured command under `/usr/bin/time -o FILE`: Python's
+subprocess starts children with vfork, and Linux then folds the harness's own
+high-water RSS into the child's `ru_maxrss`, so the harness cannot use its own
+`wait4` figure), or `/proc/PID/stat` utime+stime deltas for long-running processes;
+memory is also VmRSS sampled from `/proc/PID/status` every 0.2 s. Every component is real and on loopback
 (tests/components: etcd + kube-apiserver, a KRaft Kafka broker, otelcol-kee).
 
 1. **Replay to stdout.** `python -m exporter replay FILE > /dev/null` beside
@@ -310,7 +312,7 @@ NOTES = """\
   `acks.Ledger` keeps one `(seq, resourceVersion)` entry per record for the whole run (the live
   `run` calls `commit()` every `checkpoint.interval_seconds`, which prunes it, so the live path is
   bounded by ~5 s of events). `bench/probes/replay_commit.py` replays with `commit()` called on
-  every tick (every 256 lines): max RSS 27.3 / 26.0 MiB at 10k / 1M lines (stock: 27.3 / 184 MiB),
+  every tick (every 256 lines): max RSS 25.9 / 26.0 MiB at 10k / 1M lines (stock: 27.3 / 184 MiB),
   and the 1M replay's CPU drops from 17.5 s to 13.5 s (fewer page faults: sys 3.4 s -> 1.0 s).
   Fix, in exporter/ (not done here): call `pipeline.commit()` from `sources/replay.run` on each
   tick, or record no positions when nothing will read them.
@@ -336,15 +338,18 @@ NOTES = """\
   (20 ms by default: a batch waits to fill) plus acks=all; OTLP's figure includes the Collector's
   own pipeline and its file exporter's 10 ms flush interval. The p99 at 10/s rests on 200 samples
   (the 2nd worst), so one scheduling hiccup on this shared machine moves it.
-- **Sinks.** Records/s is wall-clock and the machine is shared (load average 4-11 during these runs),
-  so it is a floor, not a ceiling; exporter CPU per record is the steadier figure. Kafka: zstd +
+- **Sinks.** Records/s is wall-clock and the machine is shared (load averages under Machine; 4-11
+  during some earlier runs of the day), so it is a floor, not a ceiling; exporter CPU per record is the steadier figure. Kafka: zstd +
   acks=all + idempotence; OTLP: the Collector under test also writes every record to a JSON file.
 - **Peers.** Both watchers see the same Events at the same time on the same apiserver; the
   Collector's figure includes its file exporter writing OTLP/JSON, ours writing JSON lines to a file.
   The load generator is open-loop but one connection: on a loaded machine it may reach less than the
-  asked rate (the achieved rate is printed).
+  asked rate (the achieved rate is printed). Our RSS stays where it started across the rounds (the
+  live path prunes its ledger every checkpoint interval); the Collector's grew by ~10 MiB over 6000
+  Events in the 2026-11-29 runs (Go heap growth; whether it levels off needs longer runs).
 - **resmoio's kubernetes-event-exporter** could not be fetched: the Go module proxy answers
   `403 Forbidden` for the module's version list (see section 5 for the exact output), so neither
-  `go list -m -versions` nor `go install ...@latest` work here; `bench/kube.py` has the runner
-  (stdout receiver, `-conf`, KUBECONFIG) ready for when the binary is in `~/.cache/kube-event-exporter/bin`.
+  `go list -m -versions` nor `go install ...@latest` work here. `bench/kube.py` has a runner for it
+  (stdout receiver, `-conf`, KUBECONFIG), used as soon as `~/.cache/kube-event-exporter/bin/kubernetes-event-exporter`
+  exists - untested, since the binary could not be had.
 """
