@@ -57,7 +57,6 @@ import string
 import threading
 import time
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Callable, Iterator
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -79,8 +78,12 @@ TRANSIENT_LOG_INTERVAL = 10.0
 LIBRDKAFKA_LOG_INTERVAL = 30.0
 #: A fatal condition is cleared once records are delivered and it has not recurred for this many seconds.
 CLEAR_AFTER = 5.0
-#: Seconds a blocked send() waits on the condition before re-checking (interrupt, close).
-_WAIT_SLICE = 0.25
+#: Seconds a blocked send() polls the producer before re-checking (interrupt, close).
+_WAIT_SLICE = 0.1
+#: The sending thread polls the producer every this many sends...
+POLL_EVERY = 64
+#: ... and while it did so within this many seconds, the poller thread leaves the reports to it.
+MAIN_POLL_GRACE = 0.05
 
 # --- topic templates ------------------------------------------------------------
 
@@ -415,15 +418,27 @@ class SinkInterrupted(ExporterError):
 # --- the sink ----------------------------------------------------------------------
 
 class _Msg:
-    """One record held until delivered: what is needed to produce it again."""
-    __slots__ = ("seq", "topic", "value", "key", "headers", "size", "t0", "attempts", "gen", "due")
+    """One record held until delivered: what is needed to produce it again.
 
-    def __init__(self, seq, topic, value, key, headers, size, t0):
+    It is also its own delivery callback (no partial per record: fewer objects for the garbage collector).
+    A report counts only if this very object is still the pending one for its seq: after a producer reset
+    the pending record is a copy, and late reports about the original are ignored.
+    """
+    __slots__ = ("seq", "topic", "value", "key", "headers", "size", "t0", "attempts", "due", "report")
+
+    def __init__(self, seq, topic, value, key, headers, size, t0, report):
         self.seq, self.topic, self.value, self.key, self.headers = seq, topic, value, key, headers
-        self.size, self.t0 = size, t0
+        self.size, self.t0, self.report = size, t0, report
         self.attempts = 0
-        self.gen = 0
         self.due = 0.0
+
+    def __call__(self, err, _kmsg) -> None:  # confluent_kafka's on_delivery(err, msg)
+        self.report(self, err)
+
+    def copy(self) -> "_Msg":
+        m = _Msg(self.seq, self.topic, self.value, self.key, self.headers, self.size, self.t0, self.report)
+        m.attempts = self.attempts
+        return m
 
     def __lt__(self, other: "_Msg") -> bool:  # heap order: due time, then seq
         return (self.due, self.seq) < (other.due, other.seq)
@@ -487,12 +502,12 @@ class KafkaSink:
         self._acks = OrderedAcks()
         self._lock = threading.Lock()                 # C-level lock on the hot path
         self._cond = threading.Condition(self._lock)  # only for send() waiting for room
-        self._waiting = False                         # a send() is waiting: delivery reports notify
+        self._since_poll = 0                          # sends since the sending thread last polled
+        self._main_polled = 0.0                       # when it last did (the poller thread then stays idle)
         self._header_cache: dict[tuple, list] = {}
         self._pending: dict[int, _Msg] = {}   # seq -> record not yet delivered (in librdkafka or waiting to retry)
         self._bytes = 0
         self._retry: list[_Msg] = []           # heap by due time: failed records waiting for their backoff
-        self._gen = 0
         self._reset_needed: str | None = None
         self._interrupted = False
         self._closing = False
@@ -537,18 +552,26 @@ class KafkaSink:
     # -- the hot path -----------------------------------------------------------------
 
     def send(self, seq: int, line: bytes, record: dict[str, Any]) -> None:
+        # Only this (the pipeline's) thread adds to _pending; delivery reports only remove. So room seen
+        # without the lock is still there when the record is added.
         size = len(line)
         pending = self._pending
+        if len(pending) >= self._max_records or (pending and self._bytes + size > self._max_bytes):
+            self._wait_room(size)
         msg = _Msg(seq, self._fixed_topic or self.topic.render(record), line[:-1], self._key(record),
-                   self._headers_for(record) if self._headers else None, size, time.monotonic())
+                   self._headers_for(record) if self._headers else None, size, time.monotonic(), self._on_delivery)
         with self._lock:
-            if len(pending) >= self._max_records or (pending and self._bytes + size > self._max_bytes):
-                self._wait_room(size)
-                msg.t0 = time.monotonic()  # latency counts from when the record could be taken
             pending[seq] = msg
             self._bytes += size
         self._acks.expect(seq)
         self._produce(msg)
+        # Serve delivery reports on this thread while it is busy sending: cheaper than handing the GIL
+        # back and forth with the poller thread, which then stays idle (_poll_once).
+        self._since_poll += 1
+        if self._since_poll >= POLL_EVERY:
+            self._since_poll = 0
+            self._main_polled = time.monotonic()
+            self._producer.poll(0)
 
     def _headers_for(self, record: dict[str, Any]) -> list[tuple[str, bytes]]:
         """build_headers, cached: (type, reason, namespace, cluster) repeat across records."""
@@ -564,19 +587,17 @@ class KafkaSink:
         return h
 
     def _wait_room(self, size: int) -> None:
-        """Called with the lock held: block until there is room (backpressure)."""
+        """Block until there is room (backpressure), serving delivery reports meanwhile. Lock not held."""
         self._blocked_since = t0 = time.monotonic()
-        cond = self._cond
-        self._waiting = True
         try:
             while len(self._pending) >= self._max_records or \
                     (self._pending and self._bytes + size > self._max_bytes):
                 if self._interrupted:
                     raise SinkInterrupted("kafka sink interrupted while waiting for room (records in flight: "
                                           f"{len(self._pending)})")
-                cond.wait(_WAIT_SLICE)
+                self._main_polled = time.monotonic()
+                self._producer.poll(_WAIT_SLICE)
         finally:
-            self._waiting = False
             self._blocked_since = None
             self.blocked_seconds += time.monotonic() - t0
 
@@ -584,10 +605,9 @@ class KafkaSink:
         """Hand one record to librdkafka. Never called with the lock held (poll runs callbacks)."""
         while True:
             producer = self._producer
-            msg.gen = self._gen
             try:
                 producer.produce(msg.topic, msg.value, msg.key, headers=msg.headers,
-                                 on_delivery=partial(self._on_delivery, msg, msg.gen))
+                                 on_delivery=msg)
                 return
             except BufferError:
                 # librdkafka's local queue is full: serve delivery reports, then try again
@@ -608,28 +628,27 @@ class KafkaSink:
 
     # -- delivery reports (poller thread) -----------------------------------------------
 
-    def _on_delivery(self, msg: _Msg, gen: int, err: KafkaError | None, kmsg) -> None:
+    def _on_delivery(self, msg: _Msg, err: KafkaError | None) -> None:
         try:
-            self._delivery(msg, gen, err)
+            self._delivery(msg, err)
         except Exception as exc:  # noqa: BLE001 - a lost report would stall the watermark for good
             self.stats.error("kafka", "delivery_callback")
             log.error("kafka_delivery_callback_failed", error=self.redact(exc)[:300], seq=msg.seq)
-            if gen == self._gen and err is not None:
+            if err is not None and self._pending.get(msg.seq) is msg:
                 self._schedule_retry(msg, err)
 
-    def _delivery(self, msg: _Msg, gen: int, err: KafkaError | None) -> None:
-        if gen != self._gen:
-            return  # a report from a replaced producer; the record was produced again
+    def _delivery(self, msg: _Msg, err: KafkaError | None) -> None:
+        if self._pending.get(msg.seq) is not msg:
+            return  # a report from a replaced producer about a record produced again since
         if err is None:
             now = time.monotonic()
             with self._lock:
-                if self._pending.pop(msg.seq, None) is None:
+                if self._pending.get(msg.seq) is not msg:
                     return
+                del self._pending[msg.seq]
                 self._bytes -= msg.size
                 self.delivered += 1
                 self.latency_sum += now - msg.t0
-                if self._waiting:
-                    self._cond.notify_all()
             self._acks.done(msg.seq)
             self._last_delivered = now
             return
@@ -653,7 +672,7 @@ class KafkaSink:
         delay = min(self._backoff0 * (2 ** min(msg.attempts - 1, 30)), self._backoff_max)
         msg.due = time.monotonic() + delay * random.uniform(0.8, 1.0)
         with self._cond:
-            if msg.seq in self._pending:
+            if self._pending.get(msg.seq) is msg:
                 heapq.heappush(self._retry, msg)
 
     def _on_error(self, err: KafkaError) -> None:
@@ -721,7 +740,10 @@ class KafkaSink:
             wait = max(0.0, min(timeout, retry[0].due - time.monotonic()))
         else:
             wait = timeout
-        self._producer.poll(wait)
+        if time.monotonic() - self._main_polled < MAIN_POLL_GRACE:
+            time.sleep(min(wait, MAIN_POLL_GRACE / 2))  # the sending thread serves the reports
+        else:
+            self._producer.poll(wait)
         self._retry_due()
         if self.condition is not None and self._last_delivered > self._condition_seen \
                 and time.monotonic() - self._condition_seen > CLEAR_AFTER:
@@ -734,7 +756,7 @@ class KafkaSink:
             retry = self._retry
             while retry and retry[0].due <= now:
                 m = heapq.heappop(retry)
-                if m.seq in self._pending:
+                if self._pending.get(m.seq) is m:
                     due.append(m)
         for m in sorted(due, key=lambda m: m.seq):
             self.retried += 1
@@ -748,8 +770,10 @@ class KafkaSink:
         log.error("kafka_producer_reset", error=self.redact(why)[:500], in_flight=len(self._pending),
                   action="a new producer re-sends every record not yet delivered (duplicates possible)")
         with self._cond:
-            self._gen += 1
-            pending = sorted(self._pending.values(), key=lambda m: m.seq)
+            pending = []
+            for seq in sorted(self._pending):
+                m = self._pending[seq] = self._pending[seq].copy()  # reports about the old copy are ignored
+                pending.append(m)
             self._retry.clear()
         try:
             old.purge(in_queue=True, in_flight=True, blocking=False)
