@@ -9,7 +9,8 @@ user-facing description; this docstring is the design.
       v
     Producer.produce(topic, value, key, headers, on_delivery)   (BufferError: poll, retry)
       .
-      .  poller thread: Producer.poll() -> delivery report
+      .  Producer.poll() -> delivery report: on the sending thread every POLL_EVERY sends and while
+      .  it waits for room; on the poller thread when the sending thread is idle (a quiet watch)
       v
     delivered -> OrderedAcks.done(seq)          -> acked() watermark moves
     failed    -> classify: transient | fatal condition (logged loudly, metric)

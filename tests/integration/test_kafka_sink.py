@@ -331,6 +331,7 @@ def test_sasl_wrong_password_cli_reports_a_clear_error(kafka_broker, tmp_path):
                                 listener="SASL_PLAINTEXT"),
                env={"KEE_TEST_KAFKA_PASSWORD": "wrong-wrong-wrong"}, timeout=90)
     err = p.stderr.decode()
+    assert p.returncode == 1, err[-2000:]              # records were not delivered: the replay failed
     assert "kafka_fatal_condition" in err and "sasl.password" in err
     assert "kafka_undelivered_at_close" in err
     assert "wrong-wrong-wrong" not in err
