@@ -613,7 +613,7 @@ class KafkaSink:
             except BufferError:
                 # librdkafka's local queue is full: serve delivery reports, then try again
                 producer.poll(0.05)
-                if self._interrupted and self._closing:
+                if self._interrupted:  # shutting down: leave it to the retry queue (still pending, unacked)
                     self._schedule_retry(msg, None)
                     return
             except KafkaException as exc:
