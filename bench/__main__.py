@@ -50,6 +50,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--docs", default=str(REPO / "docs" / "BENCHMARKS.md"), help="where to write the document")
     p.add_argument("--no-docs", action="store_true", help="print only; write no document")
     p.add_argument("--json", help="also write this run's raw results to this file")
+    p.add_argument("--commit", metavar="REV",
+                   help="measure this commit (git archive of exporter/ and schemas/) instead of the checkout "
+                        "as it is (the default, uncommitted changes included and listed in the document)")
     p.add_argument("--render-only", action="store_true",
                    help="run nothing: rewrite the document from the results it already holds")
     return p
@@ -68,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(report.document(prev, {}))
         print(report.console(prev, {}))
         return 0
+    if args.commit:
+        from bench.common import use_commit
+        log(f"measuring {args.commit} from {use_commit(args.commit)}")
     t_start = time.monotonic()
     m = machine()
     log(f"machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem_gib']} GiB, load {m['loadavg']:.2f}")

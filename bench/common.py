@@ -27,6 +27,38 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+#: Where the measured exporter is imported from (`python -m exporter` runs with this as its cwd):
+#: the checkout (default), or a snapshot of a commit made by use_commit().
+EXPORTER_ROOT: Path = REPO
+SOURCE = {"kind": "worktree"}
+
+
+def use_commit(rev: str = "HEAD") -> Path:
+    """Measure a commit as committed: `git archive` its exporter/ and schemas/ into the cache."""
+    global EXPORTER_ROOT, SOURCE
+    sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    dest = cache_dir() / "bench" / "src" / sha
+    if not (dest / "exporter").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", sha, "exporter", "schemas"], cwd=REPO, capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    EXPORTER_ROOT = dest
+    SOURCE = {"kind": "commit", "commit": sha}
+    return dest
+
+
+def worktree_changes() -> list[str]:
+    """Uncommitted changes under exporter/ and schemas/ (what a worktree measurement includes)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--", "exporter", "schemas"], cwd=REPO,
+                             capture_output=True, text=True, timeout=30).stdout
+    except Exception:  # noqa: BLE001
+        return []
+    return [line[3:] for line in out.splitlines() if line.strip()]
+
+
 def cache_dir() -> Path:
     """Same rule as scripts/testbin and tests/components/paths.py."""
     if os.environ.get("KEE_CACHE"):
@@ -160,7 +192,7 @@ class RssSampler(threading.Thread):
 
 def venv_ok() -> bool:
     return subprocess.run([python(), "-c", "import exporter.cli, exporter.log, orjson, msgspec, confluent_kafka"],
-                          cwd=REPO, capture_output=True, timeout=60).returncode == 0
+                          cwd=EXPORTER_ROOT, capture_output=True, timeout=60).returncode == 0
 
 
 def wait_venv(timeout: float = 180) -> None:
@@ -177,10 +209,11 @@ def wait_venv(timeout: float = 180) -> None:
 
 
 def run_measured(argv: list, *, stdout=None, stdin=None, sample_rss: float | None = None,
-                 timeout: float = 300, cwd: Path = REPO, env: dict | None = None) -> Run:
+                 timeout: float = 300, cwd: Path | None = None, env: dict | None = None) -> Run:
     """Run argv to completion; CPU and ru_maxrss from os.wait4 (this child only), stderr kept.
 
     A run that failed because the shared venv was being reinstalled meanwhile is run again."""
+    cwd = cwd or EXPORTER_ROOT
     for attempt in range(3):
         r = _run_measured(argv, stdout=stdout, stdin=stdin, sample_rss=sample_rss, timeout=timeout, cwd=cwd,
                           env=env)
@@ -311,7 +344,12 @@ def machine() -> dict:
                              timeout=10).stdout.strip()
     except Exception:  # noqa: BLE001
         rev = "?"
-    return {"nproc": len(os.sched_getaffinity(0)), "cpu_model": model, "mem_gib": round(mem_kb / 1048576, 1),
+    if SOURCE["kind"] == "commit":
+        rev, changes = SOURCE["commit"], []
+    else:
+        changes = worktree_changes()
+    return {"source": SOURCE["kind"], "uncommitted": changes,
+            "nproc": len(os.sched_getaffinity(0)), "cpu_model": model, "mem_gib": round(mem_kb / 1048576, 1),
             "kernel": platform.release(), "python": python_version(), "commit": rev,
             "loadavg": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 

@@ -21,6 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
+from bench import common
 from bench.common import (REPO, RssSampler, cache_dir, exporter_argv, log, median, percentile, proc_cpu,
                           proc_cpu_split, proc_hwm_kb, vmrss_kb, wait_venv)
 
@@ -225,7 +226,7 @@ def start_exporter(cp, namespace: str, workdir: Path, stdout=subprocess.PIPE, ex
     err = open(workdir / "exporter.stderr", "ab")
     p = subprocess.Popen(exporter_argv("run", "--kubeconfig", cp.kubeconfig, "--namespace", namespace,
                                        "--listen", "127.0.0.1:0", "--log-level", "warning", *(extra or [])),
-                         stdout=stdout, stderr=err, stdin=subprocess.DEVNULL, cwd=REPO)
+                         stdout=stdout, stderr=err, stdin=subprocess.DEVNULL, cwd=common.EXPORTER_ROOT)
     err.close()
     return p
 
