@@ -14,6 +14,7 @@ bounded by what is in flight.
 """
 from __future__ import annotations
 
+import threading
 from collections import deque
 
 
@@ -34,30 +35,35 @@ def rv_newer(a: str, b: str | None) -> bool:
 class Ledger:
     """Positions of one stream, and the one committable rv derived from them.
 
-    Not locked itself: the pipeline calls it under its own lock.
+    Its own small lock: the source appends while the checkpointer advances, and the
+    checkpointer must never wait for the pipeline's lock (a sink blocked by
+    backpressure holds that one for as long as its outage lasts).
     """
 
-    __slots__ = ("_entries", "committed")
+    __slots__ = ("_entries", "_lock", "committed")
 
     def __init__(self, start_rv: str | None = None) -> None:
         self._entries: deque[tuple[int, str]] = deque()
+        self._lock = threading.Lock()
         #: The rv up to which everything is confirmed (what a checkpoint saves).
         self.committed: str | None = start_rv
 
     def position(self, last_seq: int, rv: str) -> None:
         """The stream reached rv; the last record handed out so far has last_seq."""
-        entries = self._entries
-        if entries and entries[-1][0] == last_seq:
-            entries[-1] = (last_seq, rv)
-        else:
-            entries.append((last_seq, rv))
+        with self._lock:
+            entries = self._entries
+            if entries and entries[-1][0] == last_seq:
+                entries[-1] = (last_seq, rv)
+            else:
+                entries.append((last_seq, rv))
 
     def advance(self, watermark: int) -> str | None:
         """Move ``committed`` to the newest position covered by the watermark."""
-        entries = self._entries
-        while entries and entries[0][0] <= watermark:
-            self.committed = entries.popleft()[1]
-        return self.committed
+        with self._lock:
+            entries = self._entries
+            while entries and entries[0][0] <= watermark:
+                self.committed = entries.popleft()[1]
+            return self.committed
 
     def pending(self) -> int:
         return len(self._entries)

@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config:
         import dataclasses
         import json
-        print(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
+        from exporter.redact import redact
+        print(json.dumps(redact(dataclasses.asdict(cfg)), indent=2, default=str))
         return 0
     from exporter import app
     if args.command == "replay":

@@ -9,6 +9,7 @@ stream's committable resourceVersion (acks.Ledger), which the checkpointer saves
 
 Several streams (one per watched namespace) may feed one pipeline from
 different threads; the lock keeps seqs handed to sinks in increasing order.
+commit() and close() never take it: a sink blocked by backpressure holds it.
 """
 from __future__ import annotations
 
@@ -163,9 +164,12 @@ class Pipeline:
             self._position(stream, rv)
 
     def close(self) -> None:
-        """Stop taking envelopes (sources may still be blocked in a read); then drain the sinks."""
-        with self._lock:
-            self.closed = True
+        """Stop taking envelopes (sources may still be blocked in a read or in a sink's send).
+
+        No lock: a source blocked by a sink's backpressure holds the pipeline lock.
+        A record already being handed over when this is set is still delivered.
+        """
+        self.closed = True
 
     # --- flushing and confirmation ---------------------------------------------
 
@@ -179,6 +183,5 @@ class Pipeline:
     def commit(self) -> dict[str, str | None]:
         """Advance every stream's committed RV to what all sinks have confirmed."""
         w = self.watermark()
-        with self._lock:
-            self.stats.in_flight = self.seq - w
-            return {key: s.ledger.advance(w) for key, s in self.streams.items()}
+        self.stats.in_flight = self.seq - w
+        return {key: s.ledger.advance(w) for key, s in self.streams.items()}

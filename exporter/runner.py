@@ -181,6 +181,10 @@ def run(cfg: Settings) -> int:
             stop.set()
 
     pipeline.close()
+    for sink in sinks:  # a source blocked in a sink's send (backpressure) gives up that record
+        interrupt = getattr(sink, "interrupt", None)
+        if interrupt is not None:
+            interrupt()
     if leader is not None and not leader.is_leader():
         # Deposed: the new leader owns the stream from the shared checkpoint. Emitting what is
         # still buffered here would only duplicate what it re-exports, so nothing more goes out.

@@ -231,11 +231,7 @@ OWNED_KEYS = {
     "on_delivery": None, "delivery.report.only.error": None, "error_cb": None, "logger": None,
     "transactional.id": None, "dr_cb": None, "dr_msg_cb": None,
 }
-_SECRET_KEY = re.compile(r"password|secret|\.key\.pem$|^ssl\.key$|oauthbearer\.config|jaas|token", re.I)
-
-
-def is_secret_key(key: str) -> bool:
-    return bool(_SECRET_KEY.search(key))
+from exporter.redact import is_secret_key  # noqa: E402 - one list of secret names for every printer
 
 
 class Redactor:

@@ -104,6 +104,8 @@ class WatchSource:
             except (ApiError, Unreachable) as exc:
                 self._pause(exc, "list" if need_list else "watch")
             except BaseException as exc:  # noqa: BLE001 - reported by the runner, never silent
+                if self.stop.is_set():
+                    return  # shutting down: a sink interrupted its blocked send
                 self.fatal = exc
                 log.error("watch_source_crashed", stream=st.key, error=repr(exc))
                 return

@@ -85,3 +85,12 @@ def test_check_config_prints_the_effective_settings():
     p = cli("--check-config", "--set", "records.cluster_name=prod")
     assert p.returncode == 0
     assert json.loads(p.stdout)["records"]["cluster_name"] == "prod"
+
+
+def test_check_config_never_prints_an_inline_secret():
+    p = cli("--check-config", "--set", "sinks.kafka.config={sasl.password: hunter2, sasl.username: kee}",
+            "--set", "sinks.otlp.headers={Authorization: Bearer abc123}")
+    assert p.returncode == 0, p.stderr
+    assert b"hunter2" not in p.stdout and b"abc123" not in p.stdout
+    out = json.loads(p.stdout)
+    assert out["sinks"]["kafka"]["config"]["sasl.username"] == "kee"

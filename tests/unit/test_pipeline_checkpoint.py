@@ -115,3 +115,32 @@ def test_a_long_replay_keeps_no_per_record_state():
     assert out.getvalue().count(b"\n") == 5000
     assert p.streams["replay"].ledger.pending() == 0  # pruned as it went: memory does not grow with input
     assert p.streams["replay"].ledger.committed == "5999"
+
+
+def test_commit_and_close_do_not_wait_for_a_sink_blocked_by_backpressure():
+    import threading
+    release = threading.Event()
+
+    class Full(ManualSink):
+        def send(self, seq, line, record):
+            super().send(seq, line, record)
+            release.wait(10)  # a sink at its in-flight bound (e.g. Kafka down)
+
+    sink = Full()
+    p = Pipeline([sink], stats=Stats(), live=False)
+    s = p.stream("k", "1")
+    t = threading.Thread(target=p.handle, args=(s, "ADDED", ev(2)), daemon=True)
+    t.start()
+    while not sink.got:
+        pass
+    done = threading.Event()
+
+    def checkpoint_and_close():
+        p.commit()
+        p.close()
+        done.set()
+    threading.Thread(target=checkpoint_and_close, daemon=True).start()
+    assert done.wait(2), "commit()/close() waited for the blocked sink"
+    assert p.commit() == {"k": "1"}  # the blocked record is not confirmed: no progress
+    release.set()
+    t.join(5)
