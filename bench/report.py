@@ -319,6 +319,11 @@ NOTES = """\
   it was never affected). `bench/probes/replay_commit.py` showed it: with `commit()` on every tick,
   25.9 / 26.0 MiB at 10k / 1M lines, and the 1M replay's CPU fell from 17.5 s to 13.5 s (sys 3.4 s
   -> 1.0 s: fewer page faults). 0058366 makes replay commit as it goes; section 4 is measured after it.
+- **The replay ratio moves with the machine's load.** Six measurements on 2026-11-29 (5 or 9 pairs
+  each, commits 7e1fe55..0a57d03, load averages 0.5-11) gave median pair ratios of 2.27, 1.98, 1.86,
+  1.85, 1.60 and 1.41 (median 1.85); an A/B of two commits with the same replay path, 7 alternating
+  runs each, differed by 10 % in median CPU with the faster one changing between attempts. Treat a
+  single run's ratio as +-0.3; compare changes with `--runs 9` or more, side by side, at low load.
 - **Where replay's CPU goes** (cProfile of `replay` on the 100k stream, tottime): the read loop in
   `sources/replay.run` 0.74 s (floor.py pays the same line iteration), `records.normalise` 0.62 s
   (+0.09 s `_obj_ref`), msgspec decode 0.44 s, `Pipeline._occurrence` own time 0.40 s, `orjson.dumps`
