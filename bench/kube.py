@@ -222,11 +222,22 @@ def collector_arrivals(col) -> Arrivals:
     return a.start(loop)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the benchmark dies (no orphan keeps watching)."""
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def start_exporter(cp, namespace: str, workdir: Path, stdout=subprocess.PIPE, extra: list | None = None):
     err = open(workdir / "exporter.stderr", "ab")
     p = subprocess.Popen(exporter_argv("run", "--kubeconfig", cp.kubeconfig, "--namespace", namespace,
                                        "--listen", "127.0.0.1:0", "--log-level", "warning", *(extra or [])),
-                         stdout=stdout, stderr=err, stdin=subprocess.DEVNULL, cwd=common.EXPORTER_ROOT)
+                         stdout=stdout, stderr=err, stdin=subprocess.DEVNULL, cwd=common.EXPORTER_ROOT,
+                         preexec_fn=_die_with_parent)
     err.close()
     return p
 
@@ -428,7 +439,8 @@ def _resmoio(cp, ns, workdir, binp: str) -> Peer:
     path = workdir / "resmoio.jsonl"
     f = open(path, "wb")
     p = subprocess.Popen([binp, f"-conf={cfg}"], stdout=f, stderr=open(workdir / "resmoio.stderr", "wb"),
-                         env={**os.environ, "KUBECONFIG": str(cp.kubeconfig)}, stdin=subprocess.DEVNULL)
+                         env={**os.environ, "KUBECONFIG": str(cp.kubeconfig)}, stdin=subprocess.DEVNULL,
+                         preexec_fn=_die_with_parent)
     f.close()
     return Peer("resmoio kubernetes-event-exporter", lambda: p.pid,
                 lambda: _file_uids(path, lambda r: r["metadata"]["uid"]), lambda: end(p))
@@ -518,8 +530,11 @@ def bench_peers(cp, events: int = 2000, rate: float = 200.0, rounds: int = 3, id
         out["load_s"] = load_s
         out["achieved_rate"] = events / load_s
     finally:
-        for s in samplers.values():
-            s.stop()
+        for smp in samplers.values():
+            try:
+                smp.stop()
+            except Exception:  # noqa: BLE001 - never skip stopping the peers
+                pass
         poster.close()
         for pr in peers:
             try:
