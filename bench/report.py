@@ -38,6 +38,14 @@ def _f(x, fmt="{:.2f}", none="-"):
         return str(x)
 
 
+ORDER = ["stdout", "kafka", "otlp", "otlp-grpc", "otlp-http", "kube-event-exporter (ours)"]
+
+
+def ordered(d: dict) -> list:
+    """Items in a stable, meaningful order (ours/stdout first), whatever order the JSON kept."""
+    return sorted(d.items(), key=lambda kv: (ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER), kv[0]))
+
+
 def table(headers: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -66,7 +74,7 @@ def replay_table(r: dict) -> str:
 
 def sinks_table(r: dict) -> str:
     rows = []
-    for name, v in r["sinks"].items():
+    for name, v in ordered(r["sinks"]):
         delivered = v["delivered"]
         ok = "n/a" if all(d is None for d in delivered) else (
             "all" if all(d == v["records"] for d in delivered) else ", ".join(str(d) for d in delivered))
@@ -90,7 +98,7 @@ def latency_table(r: dict) -> str:
     rows = []
     for run in _latency_runs(r):
         for rate, v in run["rates"].items():
-            for sink, x in v.get("sinks", {"stdout": v}).items():
+            for sink, x in ordered(v.get("sinks", {"stdout": v})):
                 rows.append([run["label"], f"{rate}/s", sink, v["events"], _f(v["achieved_rate"], "{:.1f}"),
                              x["missing"], _f(x["p50_ms"], "{:.1f}"), _f(x["p90_ms"], "{:.1f}"),
                              _f(x["p99_ms"], "{:.1f}"), _f(x["max_ms"], "{:.1f}"),
@@ -123,7 +131,7 @@ def memory_table(r: dict) -> str:
 
 def peers_table(r: dict) -> str:
     rows = []
-    for name, v in r["peers"].items():
+    for name, v in ordered(r["peers"]):
         rows.append([name, f"{sum(v['received'])}/{r['events'] * r['rounds']}",
                      _f(v["cpu_us_per_event"], "{:.0f}"), ", ".join(_f(x) for x in v["cpu_s"]),
                      _f(v.get("sys_share"), "{:.0%}"),
@@ -169,13 +177,13 @@ def headline(results: dict) -> str:
         rows.append(["replay to stdout: CPU vs floor.py (target <= 2.0)", f"**{r['ratio_median']:.2f}x**",
                      f"{r['exporter_us_per_line']:.1f} vs {r['floor_us_per_line']:.1f} us/line"])
     if "sinks" in results:
-        for name, v in results["sinks"]["sinks"].items():
+        for name, v in ordered(results["sinks"]["sinks"]):
             rows.append([f"replay to {name}", f"{v['records_per_s']:,.0f} records/s",
                          f"{v['cpu_us_per_record']:.1f} us CPU/record"])
     if "latency" in results:
         for run in _latency_runs(results["latency"]):
             for rate, v in run["rates"].items():
-                for sink, x in v.get("sinks", {"stdout": v}).items():
+                for sink, x in ordered(v.get("sinks", {"stdout": v})):
                     if run["label"] != "stdout only" and sink == "stdout":
                         continue
                     rows.append([f"apiserver -> {sink} latency at {rate}/s", f"p50 {x['p50_ms']:.1f} ms",
@@ -186,7 +194,7 @@ def headline(results: dict) -> str:
                      " / ".join(f"{x['maxrss_mib']:.0f}" for x in sz) + " MiB",
                      f"growth {results['memory']['growth_mib']:+.1f} MiB"])
     if "peers" in results:
-        for name, v in results["peers"]["peers"].items():
+        for name, v in ordered(results["peers"]["peers"]):
             rows.append([f"apiserver load, {name}", f"{v['cpu_us_per_event']:.0f} us CPU/event",
                          f"max RSS {v['max_sampled_rss_mib']:.0f} MiB"])
     return table(["measure", "figure", "detail"], rows)
@@ -305,7 +313,7 @@ def document(results: dict, errors: dict) -> str:
     notes = NOTES.strip()
     if notes:
         parts += ["## Notes", "", notes, ""]
-    parts += [f"<!-- {MARK}", json.dumps(results, indent=None, default=str, sort_keys=True), "-->", ""]
+    parts += [f"<!-- {MARK}", json.dumps(results, indent=None, default=str), "-->", ""]
     return "\n".join(parts)
 
 
