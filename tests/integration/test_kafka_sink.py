@@ -35,7 +35,7 @@ from tests.support.exporter_proc import Exporter
 pytestmark = pytest.mark.real
 
 REPO = Path(__file__).resolve().parents[2]
-GEN = Path(os.environ.get("KEE_GEN_STREAM", "/work/shared/bench/gen_stream.py"))
+from tests.support.shared import GEN_STREAM as GEN  # noqa: E402
 RECORD_SCHEMA = REPO / "schemas" / "record.v1.schema.json"
 
 

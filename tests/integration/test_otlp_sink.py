@@ -40,10 +40,7 @@ from tests.components import Collector
 pytestmark = pytest.mark.real
 
 ROOT = Path(__file__).resolve().parents[2]
-try:
-    from tests.support.shared import GEN_STREAM as GEN
-except (ImportError, FileNotFoundError):  # no shared/bench on this machine: those tests are skipped
-    GEN = Path("/nonexistent/gen_stream.py")
+from tests.support.shared import GEN_STREAM as GEN  # noqa: E402 - fails loudly when shared/bench is missing
 
 
 def sample_records(cluster: str, n: int) -> list[dict]:
@@ -252,7 +249,6 @@ def _replay(path: Path, col: Collector, cluster: str, *extra: str) -> subprocess
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-@pytest.mark.skipif(not GEN.exists(), reason="gen_stream.py (the shared bench generator) is not on this machine")
 def test_cli_replay_collector_down_then_up(otel_collector, tmp_path):
     """`python -m exporter replay` to a Collector that is down at first: every occurrence arrives."""
     col = otel_collector
@@ -277,7 +273,6 @@ def test_cli_replay_collector_down_then_up(otel_collector, tmp_path):
     del got
 
 
-@pytest.mark.skipif(not GEN.exists(), reason="gen_stream.py (the shared bench generator) is not on this machine")
 def test_standard_environment_variables_configure_the_sink(otel_collector, tmp_path):
     """Only OTEL_* variables (HTTP/protobuf to the generic base URL, gzip, a resource attribute): honoured."""
     col = otel_collector
