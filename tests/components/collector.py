@@ -13,7 +13,6 @@ to its own file.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Callable
 
