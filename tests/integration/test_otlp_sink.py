@@ -317,7 +317,13 @@ def test_same_attributes_as_collector_k8s_events_receiver(control_plane, namespa
                     "--set", "sinks.otlp.batch_timeout_seconds=0.2", "--set", f"records.cluster_name={cluster}"],
                    tmp_path / "exp.log")
     try:
-        time.sleep(2)  # the receiver ignores Events older than its start (second precision)
+        # Both watchers must be watching before the Events under comparison exist: the receiver
+        # ignores Events older than its start, and an informer that syncs late would see only the
+        # latest version of the recurring one. A warm-up Event seen by both proves it.
+        time.sleep(1.1)  # the receiver's start-time filter has second precision
+        exp.wait_log("listed", timeout=60)
+        warm = create(cp, core_event(namespace, message="warm-up"))["metadata"]["uid"]
+        peer.wait_for_logs(lambda logs: any(r["attributes"].get("k8s.event.uid") == warm for r in logs), 60)
         made = [create(cp, core_event(namespace, message=f"core {i}", etype=["Warning", "Normal"][i % 2]))
                 for i in range(3)]
         made += [create(cp, v1_event(namespace, note=f"v1 {i}")) for i in range(3)]
