@@ -123,30 +123,28 @@ class Run:
         return max(self.rss_samples_kb, default=0)
 
 
-def vmrss_kb(pid: int) -> int | None:
+def _status_kb(pid: int, field: bytes) -> int | None:
+    """One kB figure (VmRSS, VmHWM, ...) from /proc/PID/status, or None when the process is gone."""
     try:
         with open(f"/proc/{pid}/status", "rb") as f:
             for line in f:
-                if line.startswith(b"VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except OSError:
         return None
     return None
 
 
-def proc_cpu(pid: int) -> float | None:
-    """utime+stime of a live process, seconds (from /proc/PID/stat)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rindex(b")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+def vmrss_kb(pid: int) -> int | None:
+    return _status_kb(pid, b"VmRSS:")
+
+
+def proc_hwm_kb(pid: int) -> int | None:
+    return _status_kb(pid, b"VmHWM:")
 
 
 def proc_cpu_split(pid: int) -> tuple[float, float] | None:
-    """(utime, stime) of a live process, seconds."""
+    """(utime, stime) of a live process, seconds (from /proc/PID/stat)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
@@ -156,15 +154,10 @@ def proc_cpu_split(pid: int) -> tuple[float, float] | None:
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
-def proc_hwm_kb(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+def proc_cpu(pid: int) -> float | None:
+    """utime+stime of a live process, seconds."""
+    split = proc_cpu_split(pid)
+    return None if split is None else split[0] + split[1]
 
 
 class RssSampler(threading.Thread):
