@@ -38,8 +38,12 @@ def create(cp, body: dict) -> dict:
     ns = body["metadata"]["namespace"]
     path = (f"/api/v1/namespaces/{ns}/events" if body["apiVersion"] == "v1"
             else f"/apis/events.k8s.io/v1/namespaces/{ns}/events")
-    for attempt in range(50):
-        status, raw = cp.request("POST", path, body)
+    for attempt in range(150):  # ~30 s: an apiserver restart takes ~7 s
+        try:
+            status, raw = cp.request("POST", path, body)
+        except OSError:  # connection refused/reset while the apiserver restarts (URLError is an OSError)
+            time.sleep(0.2)
+            continue
         if status == 201:
             return json.loads(raw)
         if status >= 500 or status == 429 or status == 0:  # apiserver restarting
@@ -50,9 +54,12 @@ def create(cp, body: dict) -> dict:
 
 
 def bump_core_count(cp, ns: str, name: str, count: int) -> dict:
-    status, raw = cp.request("PATCH", f"/api/v1/namespaces/{ns}/events/{name}",
-                             json.dumps({"count": count, "lastTimestamp": now()}).encode(),
-                             content_type="application/merge-patch+json")
+    try:
+        status, raw = cp.request("PATCH", f"/api/v1/namespaces/{ns}/events/{name}",
+                                 json.dumps({"count": count, "lastTimestamp": now()}).encode(),
+                                 content_type="application/merge-patch+json")
+    except OSError as exc:  # apiserver restarting
+        raise AssertionError(f"bump {name}: {exc}") from exc
     assert status == 200, raw[:300]
     return json.loads(raw)
 
