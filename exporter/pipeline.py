@@ -171,6 +171,18 @@ class Pipeline:
         """
         self.closed = True
 
+    def quiesce(self, timeout: float) -> bool:
+        """After close(): wait until no record is being handed to the sinks (False on timeout).
+
+        A source may be inside a sink's send() when close() is set; flushing the sinks
+        while it appends would race. Sinks blocked by backpressure must have been
+        interrupted first, or this waits out its timeout.
+        """
+        if self._lock.acquire(timeout=timeout):
+            self._lock.release()
+            return True
+        return False
+
     # --- flushing and confirmation ---------------------------------------------
 
     def flush(self) -> None:

@@ -191,6 +191,8 @@ def run(cfg: Settings) -> int:
         log.warning("deposed_exiting_without_drain", unconfirmed=pipeline.seq - pipeline.watermark())
         return exit_code or EXIT_FAIL
     log.info("draining", reason=reason["why"] or "error", in_flight=pipeline.seq - pipeline.watermark())
+    if not pipeline.quiesce(5.0):
+        log.warning("drain_source_still_sending")  # a sink's send() ignored the interrupt
     pipeline.flush()
     if not close_sinks(sinks, DRAIN_TIMEOUT):
         exit_code = exit_code or EXIT_FAIL  # undelivered records stay behind the checkpoint

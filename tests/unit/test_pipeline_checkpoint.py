@@ -142,5 +142,7 @@ def test_commit_and_close_do_not_wait_for_a_sink_blocked_by_backpressure():
     threading.Thread(target=checkpoint_and_close, daemon=True).start()
     assert done.wait(2), "commit()/close() waited for the blocked sink"
     assert p.commit() == {"k": "1"}  # the blocked record is not confirmed: no progress
+    assert p.quiesce(0.2) is False  # the source is still inside send()
     release.set()
     t.join(5)
+    assert p.quiesce(0.2) is True  # now flushing cannot race with a send
