@@ -21,7 +21,7 @@ def build_sinks(cfg: Settings, stats: Stats) -> list:
     if cfg.sinks.otlp.enabled:
         from exporter.sinks.otlp import OtlpSink
         sinks.append(OtlpSink(cfg.sinks.otlp, cluster=cfg.records.cluster_name, stats=stats))
-    stats.sink_stats = [s for s in sinks if hasattr(s, "metrics")]
+    stats.sink_stats.extend(s for s in sinks if hasattr(s, "metrics"))
     return sinks
 
 

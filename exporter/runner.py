@@ -107,7 +107,7 @@ def run(cfg: Settings) -> int:
         from exporter.leader import LeaderElector
         leader = LeaderElector(client, cfg.leader_election, stop)
         leader.on_standby_poll = stats.progress  # a standby that can see its Lease is alive (/healthz)
-        stats.sink_stats = [leader]              # kee_leader* metrics while standing by
+        stats.sink_stats.append(leader)          # kee_leader* metrics, standing by and leading
         stats.ready = True                       # a standby is ready: waiting is its job (/readyz)
         if not leader.acquire():
             return EXIT_OK  # stopped while waiting as a standby
@@ -122,7 +122,6 @@ def run(cfg: Settings) -> int:
         return EXIT_CONFIG
     pipeline = build_pipeline(cfg, sinks, stats, live=True)
     if leader is not None:
-        stats.sink_stats.append(leader)
         leader.on_lost = pipeline.close  # stop emitting at once, before another replica can start
 
     sources, threads = [], []

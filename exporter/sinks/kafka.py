@@ -65,6 +65,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from exporter import log
 from exporter.errors import ConfigError, ExporterError, SinkFatal
 from exporter.metrics import Stats
+from exporter.redact import MASK, is_secret_key
 from exporter.settings import KafkaSettings
 from exporter.sinks.base import OrderedAcks
 
@@ -231,7 +232,6 @@ OWNED_KEYS = {
     "on_delivery": None, "delivery.report.only.error": None, "error_cb": None, "logger": None,
     "transactional.id": None, "dr_cb": None, "dr_msg_cb": None,
 }
-from exporter.redact import is_secret_key  # noqa: E402 - one list of secret names for every printer
 
 
 class Redactor:
@@ -245,12 +245,12 @@ class Redactor:
         text = str(text)
         for s in self.secrets:
             if s in text:
-                text = text.replace(s, "***")
+                text = text.replace(s, MASK)
         return text
 
     def config(self, conf: dict[str, Any]) -> dict[str, Any]:
         """A copy of a librdkafka config fit for a log line."""
-        return {k: ("***" if is_secret_key(k) or str(v) in self.secrets else v)
+        return {k: (MASK if is_secret_key(k) or str(v) in self.secrets else v)
                 for k, v in conf.items() if not callable(v) and not isinstance(v, logging.Logger)}
 
 
