@@ -18,11 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_BENCH = Path(os.environ.get("KEE_SHARED_BENCH", "/work/shared/bench"))
-if not SHARED_BENCH.exists():  # CI lays shared/ beside the clone
-    SHARED_BENCH = REPO.parent / "shared" / "bench"
-GEN = SHARED_BENCH / "gen_stream.py"
-FLOOR = SHARED_BENCH / "floor.py"
+GEN = REPO / "bench" / "gen_stream.py"   # the project's own watch-stream generator (standard library only)
+FLOOR = REPO / "bench" / "floor.py"      # the floor baseline: orjson parse + one small line per Event
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

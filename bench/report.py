@@ -245,7 +245,7 @@ memory is also VmRSS sampled from `/proc/PID/status` every 0.2 s. Every componen
 (tests/components: etcd + kube-apiserver, a KRaft Kafka broker, otelcol-kee).
 
 1. **Replay to stdout.** `python -m exporter replay FILE > /dev/null` beside
-   `python /work/shared/bench/floor.py FILE > /dev/null` on the same
+   `python bench/floor.py FILE > /dev/null` on the same
    `gen_stream.py -n 100000` stream (cached in `~/.cache/kube-event-exporter/bench/streams`,
    keyed by the generator's hash); one untimed warm-up each, then `--runs` pairs
    (5 by default; the table says how many), alternating which goes first. The figure is the

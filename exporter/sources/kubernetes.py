@@ -10,8 +10,8 @@ Layered like kopf's watching (one concern per level):
     watch()          one HTTP watch request from an RV; returns when the server
                      closes it (routine), raises Gone on 410 (HTTP or in-stream)
 
-Every envelope goes to Pipeline.handle in stream order; see
-../shared/design/watch-semantics.md for the behaviours this follows.
+Every envelope goes to Pipeline.handle in stream order; docs/design.md
+describes the watch semantics this follows (resume, 410, bookmarks).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The format ``kubectl get events -A --watch --output-watch-events -o json`` prints
 (one envelope per line, or pretty-printed objects one after another) and
-../shared/bench/gen_stream.py writes. Used to re-process a capture, to debug a
+bench/gen_stream.py writes. Used to re-process a capture, to debug a
 filter, and for benchmarks: the same pipeline as a live watch, minus the API.
 """
 from __future__ import annotations

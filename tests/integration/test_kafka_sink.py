@@ -35,7 +35,7 @@ from tests.support.exporter_proc import Exporter
 pytestmark = pytest.mark.real
 
 REPO = Path(__file__).resolve().parents[2]
-from tests.support.shared import GEN_STREAM as GEN  # noqa: E402
+from tests.support.streams import GEN_STREAM as GEN  # noqa: E402
 RECORD_SCHEMA = REPO / "schemas" / "record.v1.schema.json"
 
 

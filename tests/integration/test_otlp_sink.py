@@ -40,7 +40,7 @@ from tests.components import Collector
 pytestmark = pytest.mark.real
 
 ROOT = Path(__file__).resolve().parents[2]
-from tests.support.shared import GEN_STREAM as GEN  # noqa: E402 - fails loudly when shared/bench is missing
+from tests.support.streams import GEN_STREAM as GEN  # noqa: E402
 
 
 def sample_records(cluster: str, n: int) -> list[dict]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import jsonschema
 import orjson
 
-from tests.support.shared import GEN_STREAM
+from tests.support.streams import GEN_STREAM
 
 ROOT = Path(__file__).parents[2]
 GEN = GEN_STREAM
