@@ -204,7 +204,7 @@ def run_measured(argv: list, *, stdout=None, stdin=None, sample_rss: float | Non
 
     A run that failed because the shared venv was being reinstalled meanwhile is run again."""
     cwd = cwd or EXPORTER_ROOT
-    for attempt in range(3):
+    for _attempt in range(3):
         r = _run_measured(argv, stdout=stdout, stdin=stdin, sample_rss=sample_rss, timeout=timeout, cwd=cwd,
                           env=env)
         if r.rc == 0 or b"ModuleNotFoundError" not in r.stderr and b"ImportError" not in r.stderr:

@@ -30,10 +30,10 @@ import json
 import random
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-START = datetime(2026, 11, 30, 6, 0, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 30, 6, 0, 0, tzinfo=UTC)
 BOOKMARK_EVERY = 500
 LIVE_EVENTS = 5000  # Event objects that can still recur; older ones fall out of the window silently
 SHARE_RECUR, SHARE_EXPIRE = 0.28, 0.02  # of the lines: MODIFIED (count/series bump), DELETED (event-ttl expiry)

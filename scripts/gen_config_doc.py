@@ -66,7 +66,8 @@ def render() -> str:
         parts.append(f"\n## `{section}`\n\n| setting | type | default | meaning |\n|---|---|---|---|")
         for (c, name), (typ, default, text) in info.items():
             if c == cls:
-                parts.append(f"| `{section}.{name}` | `{typ.replace(' | ', ' or ')}` | `{default}` | {text.replace('|', '/')} |")
+                typ_text, doc_text = typ.replace(" | ", " or "), text.replace("|", "/")
+                parts.append(f"| `{section}.{name}` | `{typ_text}` | `{default}` | {doc_text} |")
     return "\n".join(parts) + "\n"
 
 

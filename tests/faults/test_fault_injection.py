@@ -111,7 +111,7 @@ class Rig:
     def otlp_ids(self) -> list[tuple[str, str]]:
         return [(lg["attributes"].get("k8s.event.uid"), lg["attributes"].get("k8s.event.resource_version"))
                 for lg in self.collector.read_logs()
-                if lg["resource"].get("k8s.namespace.name") == self.ns or lg["attributes"].get("k8s.namespace.name") == self.ns]
+                if self.ns in (lg["resource"].get("k8s.namespace.name"), lg["attributes"].get("k8s.namespace.name"))]
 
     def existing_ids(self) -> set[tuple[str, str]]:
         items = self.cp.get_json(f"/apis/events.k8s.io/v1/namespaces/{self.ns}/events")["items"]
@@ -121,9 +121,9 @@ class Rig:
         """Wait until every sink holds every expected occurrence; returns seconds since t0."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if expected <= set(self.stdout_ids()) and expected <= set(self.otlp_ids()):
-                if expected <= set(self.kafka_ids()):
-                    return round(time.monotonic() - t0, 1)
+            if (expected <= set(self.stdout_ids()) and expected <= set(self.otlp_ids())
+                    and expected <= set(self.kafka_ids())):
+                return round(time.monotonic() - t0, 1)
             time.sleep(1)
         return -1.0
 
@@ -145,7 +145,8 @@ class Rig:
         items = self.cp.get_json(f"/api/v1/namespaces/{self.ns}/events")["items"]
         for i in items:
             if i["metadata"]["uid"] == uid:
-                return (f"{i['reason']} {i['involvedObject']['kind']}/{i['involvedObject']['name']} count={i.get('count')}"
+                obj = i["involvedObject"]
+                return (f"{i['reason']} {obj['kind']}/{obj['name']} count={i.get('count')}"
                         f" rv={i['metadata']['resourceVersion']} first={i.get('firstTimestamp')} "
                         f"last={i.get('lastTimestamp')} created={i['metadata']['creationTimestamp']}")
         return "gone"
