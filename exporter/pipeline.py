@@ -56,6 +56,7 @@ class Pipeline:
         self.count_delta = recurring == "count_delta"
         self._counts: dict[str, int] = {}  # uid -> last count (count_delta mode only)
         self.live = live
+        self.enrich: Any = None  # transforms/enrich.Enricher when enrich.enabled (between normalise and filter)
         self.seq = 0
         self.observed = clock.now()  # collection time of the current chunk: see tick()
         self.closed = False  # set on shutdown: nothing more is handed to sinks or recorded
@@ -113,6 +114,8 @@ class Pipeline:
             self.stats.filtered += 1
             self._position_if(stream, rv)
             return
+        if self.enrich is not None:  # after count_delta: a suppressed repeat costs no lookup
+            self.enrich(rec)
         if self.predicate is not None and not self.predicate(rec):
             self.stats.filtered += 1
             self._position_if(stream, rv)

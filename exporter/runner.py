@@ -121,6 +121,10 @@ def run(cfg: Settings) -> int:
         log.error("sink_setup_failed", error=str(exc))
         return EXIT_CONFIG
     pipeline = build_pipeline(cfg, sinks, stats, live=True)
+    if cfg.enrich.enabled:
+        from exporter.transforms.enrich import Enricher
+        pipeline.enrich = Enricher.from_settings(cfg.enrich, client)
+        stats.sink_stats.append(pipeline.enrich)  # its kee_enrich_* metrics
     if leader is not None:
         leader.on_lost = pipeline.close  # stop emitting at once, before another replica can start
 

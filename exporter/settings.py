@@ -171,6 +171,35 @@ class LeaderElectionSettings:
 
 
 @dataclass
+class EnrichSettings:
+    """Enrichment (exporter/transforms/enrich.py, docs/records.md#enrichment): labels, owner, workload, node.
+
+    Off by default: it reads objects from the apiserver and needs more RBAC
+    (deploy/kustomize/overlays/enrich grants exactly that).
+    """
+    enabled: bool = False
+    kinds: list[str] = field(default_factory=lambda: [  # involved-object kinds looked up; owners of any kind
+        "Pod", "ReplicaSet", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Node"])  # are followed
+    labels: list[str] = field(default_factory=lambda: ["*"])  # "*": all; keys, or prefixes "app.kubernetes.io/*"
+    annotations: list[str] = field(default_factory=list)     # allow-list only (same syntax); empty: none
+    node: bool = True                      # Pods are read whole to get spec.nodeName (metadata has no spec);
+                                           # false: metadata only, node from kubelet Events' source host only
+    timeout_seconds: float = 0.5           # longest one record waits for its lookups (the whole owner chain);
+                                           # a healthy apiserver answers a GET in ~2-10 ms
+    request_timeout_seconds: float = 5.0   # one GET on a worker thread; a slower answer still fills the cache
+    degraded_seconds: float = 5.0          # after a timeout, misses are not waited for this long (partial):
+                                           # a slow apiserver costs the watch one timeout per window
+    ttl_seconds: float = 300.0             # a cached object is re-read after this: labels changes show within 5 min
+    negative_ttl_seconds: float = 30.0     # a 404/403 is remembered this long: a burst about a deleted Pod costs 1 GET
+    cache_max_entries: int = 50000         # objects cached; ~50k pods' worth of labels is ~25 MiB
+    cache_max_bytes: int = 33554432        # 32 MiB (approximate, errs high): keeps RSS under the documented 128 MiB
+    requests_per_second: float = 20.0      # token bucket on lookups: a miss without a token is not waited for
+    burst: int = 100                       # tokens saved up: a new Deployment's pods are enriched at once
+    concurrency: int = 4                   # worker threads doing GETs
+    max_pending: int = 256                 # lookups queued or running; more misses are marked partial at once
+
+
+@dataclass
 class Settings:
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     records: RecordSettings = field(default_factory=RecordSettings)
@@ -180,6 +209,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     log: LogSettings = field(default_factory=LogSettings)
     leader_election: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)
+    enrich: EnrichSettings = field(default_factory=EnrichSettings)
 
 
 # --- loading -----------------------------------------------------------------

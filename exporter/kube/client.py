@@ -91,8 +91,8 @@ class KubeClient:
         except OSError:
             return os.environ.get("POD_NAMESPACE", "default")
 
-    def _headers(self, content_type: str | None = None) -> dict[str, str]:
-        h = {"Accept": "application/json", "User-Agent": "kube-event-exporter"}
+    def _headers(self, content_type: str | None = None, accept: str | None = None) -> dict[str, str]:
+        h = {"Accept": accept or "application/json", "User-Agent": "kube-event-exporter"}
         auth = self._cfg.auth_settings().get("BearerToken")
         token = auth.get("value") if auth else None
         if token:
@@ -102,12 +102,13 @@ class KubeClient:
         return h
 
     def _open(self, method: str, path: str, query: dict[str, Any] | None, body: bytes | None,
-              read_timeout: float | None, content_type: str | None = None) -> urllib3.BaseHTTPResponse:
+              read_timeout: float | None, content_type: str | None = None,
+              accept: str | None = None) -> urllib3.BaseHTTPResponse:
         url = self.host + path
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None and v != ""})
         try:
-            return self._pool.request(method, url, body=body, headers=self._headers(content_type),
+            return self._pool.request(method, url, body=body, headers=self._headers(content_type, accept),
                                       preload_content=False, retries=False, redirect=False,
                                       timeout=urllib3.Timeout(connect=self._connect_timeout, read=read_timeout))
         except urllib3.exceptions.HTTPError as exc:
@@ -119,9 +120,11 @@ class KubeClient:
         return cast(dict[str, Any], orjson.loads(raw)) if raw else {}
 
     def request_raw(self, method: str, path: str, *, query: dict[str, Any] | None = None,
-                    body: Any = None, timeout: float = 30.0, content_type: str = "application/json") -> bytes:
+                    body: Any = None, timeout: float = 30.0, content_type: str = "application/json",
+                    accept: str | None = None) -> bytes:
+        """One request, the body as bytes. ``accept`` overrides the Accept header (e.g. PartialObjectMetadata)."""
         data = orjson.dumps(body) if body is not None and not isinstance(body, bytes) else body
-        resp = self._open(method, path, query, data, timeout, content_type if data is not None else None)
+        resp = self._open(method, path, query, data, timeout, content_type if data is not None else None, accept)
         try:
             raw = resp.read()
         except urllib3.exceptions.HTTPError as exc:
