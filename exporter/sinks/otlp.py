@@ -50,6 +50,7 @@ from urllib.parse import urlparse
 from exporter import __version__, log
 from exporter.errors import ConfigError, SinkFatal
 from exporter.sinks.base import OrderedAcks
+from exporter.transforms.enrich import otel_attributes
 
 SCOPE_NAME = "kube-event-exporter"
 
@@ -167,7 +168,7 @@ def resource_items(rec: dict[str, Any]) -> list[tuple[str, str]]:
     """Per-record resource attributes, in the receiver's order (static ones come first, separately)."""
     o = rec.get("object") or {}
     items = [
-        ("k8s.node.name", _s(rec.get("source_host"))),
+        ("k8s.node.name", _s(rec.get("node") or rec.get("source_host"))),
         ("k8s.object.kind", _s(o.get("kind"))),
         ("k8s.object.name", _s(o.get("name"))),
         ("k8s.object.uid", _s(o.get("uid"))),
@@ -178,6 +179,8 @@ def resource_items(rec: dict[str, Any]) -> list[tuple[str, str]]:
     ns = o.get("namespace")
     if ns:
         items.append(("k8s.namespace.name", _s(ns)))
+    if "enrichment" in rec:  # enrichment on: k8s.deployment.name, k8s.pod.label.<key>... (transforms/enrich.py)
+        items.extend(otel_attributes(rec).items())
     return items
 
 
@@ -391,9 +394,11 @@ class Encoder:
         ev = g("event") or _EMPTY
         ns = o.get("namespace")
         node, kind, oname, ouid, fpath, apiv, orv, rns = self._res
-        res = b"".join((self._static, node(g("source_host")), kind(o.get("kind")), oname(o.get("name")),
+        res = b"".join((self._static, node(g("node") or g("source_host")), kind(o.get("kind")), oname(o.get("name")),
                         ouid(o.get("uid")), fpath(o.get("field_path")), apiv(o.get("api_version")),
                         orv(o.get("resource_version")), rns(ns) if ns else b""))
+        if "enrichment" in rec:  # enrichment on (transforms/enrich.py): the k8s semantic-convention attributes
+            res += b"".join(_kv(_RES_TAG, k, v) for k, v in otel_attributes(rec).items())
         reason, action, start, ename, euid, lns, count, erv, rctl, rinst = self._log
         t = ts_nanos(g("timestamp"))
         m = g("message")

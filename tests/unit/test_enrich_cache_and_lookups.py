@@ -303,3 +303,17 @@ def test_partial_records_validate_against_the_schema(why):
     rec["enrichment_reason"] = "made-up"
     with pytest.raises(jsonschema.ValidationError):
         RECORD_VALIDATOR.validate(rec)
+
+
+def test_otlp_encoder_carries_the_enriched_attributes_and_the_pods_node():
+    from exporter.sinks import otlp
+    from tests.unit.test_otlp_mapping import decode
+    e = enricher(FakeReader(dict(DEPLOY_CHAIN)))
+    rec = record(host="other-host")
+    e(rec)
+    got = decode([otlp.Encoder(otlp.static_resource("c", None, {})).encode(rec)])[0]
+    assert got == otlp.otlp_view(rec, cluster="c", env={})
+    res = got["resource"]
+    assert res["k8s.node.name"] == "node-a"  # the Pod's node wins over the Event's source host
+    assert res["k8s.deployment.name"] == "web" and res["k8s.replicaset.name"] == "web-7d9f"
+    assert res["k8s.pod.label.pod-template-hash"] == "7d9f" and res["k8s.object.name"] == "web-1"
