@@ -178,8 +178,9 @@ class EnrichSettings:
     (deploy/kustomize/overlays/enrich grants exactly that).
     """
     enabled: bool = False
-    kinds: list[str] = field(default_factory=lambda: [  # involved-object kinds looked up; owners of any kind
-        "Pod", "ReplicaSet", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Node"])  # are followed
+    kinds: list[str] = field(default_factory=lambda: [
+        "Pod", "ReplicaSet", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Node"])
+    # involved-object kinds looked up (owners of any kind are followed); the enrich overlay's RBAC grants these
     labels: list[str] = field(default_factory=lambda: ["*"])  # "*": all; keys, or prefixes "app.kubernetes.io/*"
     annotations: list[str] = field(default_factory=list)     # allow-list only (same syntax); empty: none
     node: bool = True                      # Pods are read whole to get spec.nodeName (metadata has no spec);

@@ -14,7 +14,7 @@ SECTIONS = {  # Settings attribute -> dataclass, in document order
     "kubernetes": "KubernetesSettings", "records": "RecordSettings", "filters": "FilterSettings",
     "sinks.stdout": "StdoutSettings", "sinks.kafka": "KafkaSettings", "sinks.otlp": "OtlpSettings",
     "checkpoint": "CheckpointSettings", "server": "ServerSettings", "log": "LogSettings",
-    "leader_election": "LeaderElectionSettings",
+    "leader_election": "LeaderElectionSettings", "enrich": "EnrichSettings",
 }
 
 HEAD = """# Configuration
@@ -53,6 +53,8 @@ def comments(src: str) -> dict[tuple[str, str], str]:
                     default = ast.get_source_segment(src, st.value) if st.value is not None else ""
                     if default.startswith("field(default_factory="):
                         default = {"list": "[]", "dict": "{}"}.get(default[22:-1], default)
+                        if default.startswith("field(default_factory=lambda: "):
+                            default = " ".join(default[30:-1].split())
                     out[(node.name, st.target.id)] = (ast.get_source_segment(src, st.annotation), default,
                                                       " ".join(text))
     return out
