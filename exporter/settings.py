@@ -188,8 +188,9 @@ class EnrichSettings:
     timeout_seconds: float = 0.5           # longest one record waits for its lookups (the whole owner chain);
                                            # a healthy apiserver answers a GET in ~2-10 ms
     request_timeout_seconds: float = 5.0   # one GET on a worker thread; a slower answer still fills the cache
-    degraded_seconds: float = 5.0          # after a timeout, misses are not waited for this long (partial):
-                                           # a slow apiserver costs the watch one timeout per window
+    degraded_seconds: float = 5.0          # after a timeout, misses are not waited for (partial) until that lookup
+                                           # is answered, at most this long: a hung apiserver costs the watch
+                                           # one timeout per window
     ttl_seconds: float = 300.0             # a cached object is re-read after this: labels changes show within 5 min
     negative_ttl_seconds: float = 30.0     # a 404/403 is remembered this long: a burst about a deleted Pod costs 1 GET
     cache_max_entries: int = 50000         # objects cached; ~50k pods' worth of labels is ~25 MiB

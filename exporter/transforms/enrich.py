@@ -19,8 +19,9 @@ Cheap and bounded by construction:
 - lookups run on a few worker threads; the watch thread waits for a record's whole
   owner chain at most ``enrich.timeout_seconds``; a lookup still running then
   fills the cache for the next Event, and the record goes out partial (``timeout``).
-  After a timeout, misses are not waited for during ``enrich.degraded_seconds``:
-  a slow apiserver costs the watch one timeout per window, not one per record;
+  After a timeout, misses are not waited for until that lookup is answered, at most
+  ``enrich.degraded_seconds``: a slow apiserver costs the watch one timeout per window,
+  not one per record, and a single slow answer only the records that came before it;
 - at most ``enrich.max_pending`` lookups are queued (``overloaded`` beyond).
 
 Never lost, never reordered: a record is always emitted, enriched or partial, in
@@ -100,6 +101,7 @@ class Enricher:
         self._inflight: dict[Key, Future[Result]] = {}
         self._lock = threading.Lock()
         self._degraded_until = 0.0
+        self._slow: Future[Result] | None = None  # the lookup that last timed out, until it is answered
         # metrics
         self.records: dict[str, int] = {"complete": 0, "partial": 0, "none": 0}
         self.partial: dict[str, int] = {}
@@ -218,8 +220,11 @@ class Enricher:
                 self._pool.submit(self._fetch, key, kind, api_version, ns, name, fut)
             else:
                 self.shared += 1
-        if now < self._degraded_until:
-            return None, "degraded"  # a recent timeout: do not hold the watch again so soon
+        slow = self._slow
+        if slow is not None:
+            if now < self._degraded_until and not slow.done():
+                return None, "degraded"  # a lookup timed out and is still unanswered: do not hold the watch again
+            self._slow = None  # it was answered (or the window passed): wait for lookups again
         remaining = deadline - now
         if remaining <= 0:
             return None, "timeout"
@@ -227,6 +232,7 @@ class Enricher:
             return fut.result(remaining)
         except FutureTimeout:
             self._degraded_until = self.clock() + self.degraded_seconds
+            self._slow = fut
             return None, "timeout"
         finally:
             self.wait_seconds += self.clock() - now
