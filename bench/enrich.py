@@ -131,7 +131,8 @@ def build_cluster(cp, api: Api, ns: str, pods: int, deployments: int, nodes: int
             "spec": {"replicas": per, "selector": sel, "template": tmpl}})
         for i in range(per):
             node = f"kwok-node-{(d * per + i) % nodes}"
-            p = api.create(f"/api/v1/namespaces/{ns}/pods", _pod(ns, f"{dep_name}-5d8f7c9b4-{i:04d}", dep_name, rs, node))
+            body = _pod(ns, f"{dep_name}-5d8f7c9b4-{i:04d}", dep_name, rs, node)
+            p = api.create(f"/api/v1/namespaces/{ns}/pods", body)
             out.append({"name": p["metadata"]["name"], "uid": p["metadata"]["uid"]})
         if d % 10 == 9:
             log(f"  {len(out)} pods under {d + 1} deployments")
