@@ -4,7 +4,7 @@
     ... -m bench --only replay                                             # one or more (comma list)
     ... -m bench --only replay --lines 20000 --runs 3 --no-docs            # smaller, nothing written
 
-Benchmarks: replay (stdout vs floor.py), sinks (Kafka, OTLP gRPC/HTTP), latency
+Benchmarks: replay (stdout vs floor.py), sinks (Kafka, OTLP gRPC/HTTP), enrich (off vs on), latency
 (apiserver -> stdout), memory (10k/100k/1M lines), peers (OTel Collector
 k8s_events, resmoio). Results of a subset are merged with the previous results
 kept in docs/BENCHMARKS.md, so the document always shows every benchmark with
@@ -22,7 +22,7 @@ from pathlib import Path
 from bench import report
 from bench.common import REPO, log, machine
 
-ALL = ("replay", "sinks", "latency", "memory", "peers")
+ALL = ("replay", "sinks", "latency", "memory", "peers", "enrich")
 
 
 def _ints(text: str) -> list[int]:
@@ -47,6 +47,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--peer-rate", type=float, default=100.0, help="Events/s during peers (default 100)")
     p.add_argument("--peer-rounds", type=int, default=3, help="peers rounds (default 3)")
     p.add_argument("--no-resmoio", action="store_true", help="do not try to go install resmoio's exporter")
+    p.add_argument("--enrich-pods", type=int, default=2000, help="Pods for enrich (under 40 Deployments)")
+    p.add_argument("--enrich-seconds", type=float, default=60.0, help="seconds of load for enrich (default 60)")
+    p.add_argument("--enrich-distinct", type=int, default=10000, help="distinct objects for enrich part B")
     p.add_argument("--docs", default=str(REPO / "docs" / "BENCHMARKS.md"), help="where to write the document")
     p.add_argument("--no-docs", action="store_true", help="print only; write no document")
     p.add_argument("--json", help="also write this run's raw results to this file")
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench.sinks import bench_sinks
         attempt("sinks", lambda: bench_sinks(args.lines, args.sink_runs,
                                               [s.strip() for s in args.sinks.split(",") if s.strip()]))
-    if "latency" in only or "peers" in only:
+    if "latency" in only or "peers" in only or "enrich" in only:
         from bench import kube
         resmoio = None
         if "peers" in only and not args.no_resmoio:
@@ -143,9 +146,13 @@ def main(argv: list[str] | None = None) -> int:
             if "peers" in only:
                 attempt("peers", lambda: kube.bench_peers(cp, args.peer_events, args.peer_rate, args.peer_rounds,
                                                           resmoio=resmoio))
+            if "enrich" in only:
+                from bench.enrich import bench_enrich
+                attempt("enrich", lambda: bench_enrich(cp, args.enrich_pods, 40, 100.0, args.enrich_seconds,
+                                                       args.enrich_distinct))
         except Exception as e:  # noqa: BLE001
             log(f"control plane FAILED: {e!r}")
-            for name in ("latency", "peers"):
+            for name in ("latency", "peers", "enrich"):
                 if name in only and name not in results:
                     errors.setdefault(name, f"{type(e).__name__}: {e}")
         finally:

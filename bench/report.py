@@ -158,7 +158,13 @@ SECTIONS = [
     ("latency", "3. End-to-end latency from the apiserver", latency_table),
     ("memory", "4. Resident memory over stream size", memory_table),
     ("peers", "5. Peers under the same apiserver load", peers_table),
+    ("enrich", "6. Enrichment: off and on, side by side (issue 13)", lambda r: _enrich_table(r)),
 ]
+
+
+def _enrich_table(r: dict) -> str:
+    from bench.enrich import enrich_table
+    return enrich_table(r)
 
 
 def console(results: dict, errors: dict) -> str:
@@ -198,6 +204,13 @@ def headline(results: dict) -> str:
         for name, v in ordered(results["peers"]["peers"]):
             rows.append([f"apiserver load, {name}", f"{v['cpu_us_per_event']:.0f} us CPU/event",
                          f"max RSS {v['max_sampled_rss_mib']:.0f} MiB"])
+    if "enrich" in results:
+        a = results["enrich"]["A"]
+        off, on = a["side"]["off"], a["side"]["on"]
+        rows.append(["enrichment off -> on (CPU/Event, max RSS)",
+                     f"{off['cpu_us_per_event']:.0f} -> {on['cpu_us_per_event']:.0f} us",
+                     f"{off['rss_max_mib']:.0f} -> {on['rss_max_mib']:.0f} MiB, "
+                     f"{a['requests_per_min']:.0f} API requests/min"])
     return table(["measure", "figure", "detail"], rows)
 
 
@@ -277,6 +290,13 @@ memory is also VmRSS sampled from `/proc/PID/status` every 0.2 s. Every componen
    Events are POSTed at a fixed rate; a round ends when every watcher has written every Event.
    resmoio's kubernetes-event-exporter is tried with `go install` from the Go module proxy
    (GOMODCACHE/GOCACHE under `~/.cache/kube-event-exporter/go`, GOBIN `~/.cache/kube-event-exporter/bin`).
+6. **Enrichment** (bench/enrich.py). etcd + kube-apiserver; Deployments, one ReplicaSet each and
+   their Pods (labels, ownerReferences, nodeName on fake nodes) created through the API, as the
+   controllers would. Two exporters watch the namespace at once, one with `enrich.enabled=true`
+   (defaults), one without; Events about the Pods are POSTed at a fixed rate, the Pod picked
+   Zipf-like; CPU from /proc/PID/stat deltas over the load, RSS sampled every 0.5 s, API requests
+   from the enriched exporter's `kee_enrich_api_requests_total`. Then one enriched exporter with
+   the rate limit lifted gets Events about N distinct Pods (the real ones, then deleted names).
 """
 
 RERUN = """\
@@ -287,7 +307,8 @@ scripts/testbin all                                   # the real components, onc
 ~/.cache/kube-event-exporter/venv/bin/python -m bench --only latency,peers --no-docs  # print only
 ~/.cache/kube-event-exporter/venv/bin/python -m bench --help                   # sizes, runs, rates
 ```
-Benchmarks: `replay`, `sinks`, `latency`, `memory`, `peers`. Sizes: `--lines`, `--runs`,
+Benchmarks: `replay`, `sinks`, `latency`, `memory`, `peers`, `enrich` (`--enrich-pods`, `--enrich-seconds`,
+`--enrich-distinct`; also alone: `python -m bench.enrich --help`). Sizes: `--lines`, `--runs`,
 `--sink-runs`, `--memory-sizes 10000,100000,1000000`, `--rates 10,100`, `--latency-seconds`,
 `--peer-events`, `--peer-rate`, `--peer-rounds`. A subset run keeps the other sections of this file
 (their raw results are in the comment at its end). Streams are cached in
