@@ -317,3 +317,23 @@ def test_otlp_encoder_carries_the_enriched_attributes_and_the_pods_node():
     assert res["k8s.node.name"] == "node-a"  # the Pod's node wins over the Event's source host
     assert res["k8s.deployment.name"] == "web" and res["k8s.replicaset.name"] == "web-7d9f"
     assert res["k8s.pod.label.pod-template-hash"] == "7d9f" and res["k8s.object.name"] == "web-1"
+
+
+def test_metrics_are_exposed_through_stats_with_low_cardinality_labels():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from exporter.metrics import Stats, _collector
+    e = enricher(FakeReader(dict(DEPLOY_CHAIN)))
+    e(record())
+    e(record(name="missing", uid="m"))
+    stats = Stats()
+    stats.sink_stats.append(e)
+    reg = CollectorRegistry()
+    reg.register(_collector(stats))
+    text = generate_latest(reg).decode()
+    assert 'kee_enrich_records_total{result="complete"} 1.0' in text
+    assert 'kee_enrich_partial_total{reason="not_found"} 1.0' in text
+    assert "kee_enrich_api_requests_total 4.0" in text
+    assert 'kee_enrich_lookups_total{outcome="not_found"} 1.0' in text
+    assert "kee_enrich_cache_entries 4.0" in text
+    assert "web-1" not in text and "missing" not in text  # never an object name
