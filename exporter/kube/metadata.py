@@ -99,9 +99,11 @@ def approx_size(meta: ObjectMeta, namespace: str | None, name: str) -> int:
     """Bytes an entry holds, roughly: string lengths plus CPython's per-object overheads.
 
     A str costs ~49 bytes + its length, a dict slot ~100 with its key/value objects; the entry,
-    its key tuple and the LRU link ~400. It errs high, so the byte bound holds for RSS.
+    its key tuple (with its own name/namespace strings) and the LRU link ~500. Checked against
+    tracemalloc for a Pod with 6 labels and an owner: 1787 bytes real, 1914 counted. It errs high,
+    so the byte bound holds for RSS.
     """
-    n = 400 + len(name) + len(namespace or "") + len(meta.uid or "") + len(meta.node or "")
+    n = 500 + len(name) + len(namespace or "") + len(meta.uid or "") + len(meta.node or "")
     for d in (meta.labels, meta.annotations):
         if d:
             n += 232
