@@ -184,6 +184,8 @@ def run(cfg: Settings) -> int:
             stop.set()
 
     pipeline.close()
+    if pipeline.enrich is not None:
+        pipeline.enrich.close()  # queued lookups are dropped; records still waiting go out partial
     for sink in sinks:  # a source blocked in a sink's send (backpressure) gives up that record
         interrupt = getattr(sink, "interrupt", None)
         if interrupt is not None:

@@ -217,7 +217,11 @@ class Enricher:
                 if not self.bucket.take():
                     return None, "rate_limited"
                 fut = self._inflight[key] = Future()
-                self._pool.submit(self._fetch, key, kind, api_version, ns, name, fut)
+                try:
+                    self._pool.submit(self._fetch, key, kind, api_version, ns, name, fut)
+                except RuntimeError:  # closed (shutting down): no more lookups
+                    del self._inflight[key]
+                    return None, "error"
             else:
                 self.shared += 1
         slow = self._slow

@@ -337,3 +337,11 @@ def test_metrics_are_exposed_through_stats_with_low_cardinality_labels():
     assert 'kee_enrich_lookups_total{outcome="not_found"} 1.0' in text
     assert "kee_enrich_cache_entries 4.0" in text
     assert "web-1" not in text and "missing" not in text  # never an object name
+
+
+def test_after_close_records_still_go_out_partial():
+    e = enricher(FakeReader(dict(DEPLOY_CHAIN)))
+    e.close()
+    rec = record()
+    e(rec)
+    assert rec["enrichment"] == "partial" and rec["enrichment_reason"] == "error"
