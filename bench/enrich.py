@@ -15,6 +15,8 @@ B. Many distinct objects: Events about N distinct Pod names (the real Pods, then
    up; RSS over time against the documented bound (128 MiB), cache entries/bytes at the end.
 C. One object, read 50 times each way: metadata-only GET vs full GET (bytes, latency), for
    a Pod and a ReplicaSet: why Pods are read whole only for spec.nodeName.
+D. The cache at its bounds, in a process of its own (no apiserver): N distinct Pods' metadata
+   (6 labels, an owner) parsed and cached with the default bounds; VmRSS before and after.
 """
 from __future__ import annotations
 
@@ -237,6 +239,43 @@ def _get_sizes(cp, ns: str, pod: str, rs: str, reps: int = 50) -> dict:
     return out
 
 
+CACHE_FILL = """
+import sys, uuid, orjson
+from exporter.kube.metadata import MetadataReader, Selector
+from exporter.settings import EnrichSettings
+from exporter.transforms.metacache import MetaCache
+
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+
+n = int(sys.argv[1])
+d = EnrichSettings()
+r = MetadataReader(None, labels=Selector(d.labels), annotations=Selector(d.annotations), pod_node=True, timeout=1)
+c = MetaCache(max_entries=d.cache_max_entries, max_bytes=d.cache_max_bytes, ttl=300, negative_ttl=30)
+labels = {"app": "svc", "app.kubernetes.io/name": "svc", "app.kubernetes.io/part-of": "shop",
+          "pod-template-hash": "5d8f7c9b4", "team": "payments", "version": "1.4.2"}
+before = rss()
+for i in range(n):
+    name = "svc-%03d-5d8f7c9b4-%06d" % (i % 200, i)
+    raw = orjson.dumps({"metadata": {"name": name, "namespace": "shop-%d" % (i % 20), "uid": str(uuid.uuid4()),
+        "labels": labels, "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "name": name[:17], "uid": str(uuid.uuid4()), "controller": True}]},
+        "spec": {"nodeName": "node-%d" % (i % 100)}})
+    m = r.parse(raw, "shop-%d" % (i % 20), name)
+    c.put(("", "Pod", "shop-%d" % (i % 20), name), m, m.size)
+print(orjson.dumps({"n": n, "rss_before_kib": before, "rss_after_kib": rss(), "entries": len(c),
+                    "bytes": c.bytes, "evictions": c.evictions}).decode())
+"""
+
+
+def cache_fill(n: int = 100_000) -> dict:
+    out = subprocess.run([common.python(), "-c", CACHE_FILL, str(n)], cwd=common.EXPORTER_ROOT,
+                         capture_output=True, text=True, timeout=600, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def bench_enrich(cp, pods: int = 2000, deployments: int = 40, rate: float = 100.0, seconds: float = 60.0,
                  distinct: int = 20000, distinct_rate: float = 150.0) -> dict:
     wait_venv()
@@ -313,6 +352,8 @@ def bench_enrich(cp, pods: int = 2000, deployments: int = 40, rate: float = 100.
                     "evictions": m.get("kee_enrich_cache_evictions_total"),
                     "requests": m.get("kee_enrich_api_requests_total"), "enrichment": e.enrichment_counts()}
         end(e.p)
+    log("enrich D: 100000 distinct Pods through the cache at its default bounds")
+    out["D"] = cache_fill(100_000)
     return out
 
 
@@ -353,6 +394,12 @@ def enrich_table(r: dict) -> str:
                  f"{b['cache_entries']:.0f} entries / {(b['cache_bytes'] or 0) / 1048576:.1f} MiB "
                  f"(bounds 50000 / 32 MiB), {b['evictions']:.0f} evicted; "
                  + ", ".join(f"{n} {c}" for c, n in sorted(b["enrichment"].items())) + ".")
+    d = r.get("D")
+    if d:
+        text += (f"\n\nThe cache at its bounds (in a process of its own): {d['n']:,} distinct Pods "
+                 f"(6 labels and an owner each) cached with the default bounds: {d['entries']:,} kept, {d['evictions']:,} evicted, "
+                 f"{d['bytes'] / 1048576:.1f} MiB counted; VmRSS {d['rss_before_kib'] / 1024:.1f} -> "
+                 f"{d['rss_after_kib'] / 1024:.1f} MiB (+{(d['rss_after_kib'] - d['rss_before_kib']) / 1024:.1f} MiB).")
     return text
 
 

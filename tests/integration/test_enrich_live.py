@@ -6,7 +6,8 @@
 - an Event about a Pod deleted before it is read is exported partial (not_found), about a
   name reused by a newer Pod partial (gone): never the wrong object's labels;
 - the apiserver restarted while Events about real Pods stream in: every Event is exported,
-  records during the outage are partial, enrichment is complete again afterwards;
+  enrichment is complete again afterwards; SIGTERM then saves the checkpoint and the next
+  start replays nothing (checkpoint semantics unchanged by enrichment);
 - the `enrich` overlay's RBAC: its ServiceAccount may GET exactly the kinds enrichment reads
   (no list/watch, no Secrets/ConfigMaps), and that is enough for complete records.
 """
@@ -250,6 +251,18 @@ def test_apiserver_restart_during_enrichment_loses_nothing(control_plane, namesp
         tail = ordered[-5:]  # the apiserver is back: enrichment is complete again
         assert all(r["enrichment"] == "complete" and r["workload"]["name"] == "api" for r in tail), \
             [(r["message"], r["enrichment_reason"]) for r in tail]
+        # checkpoint semantics unchanged: SIGTERM drains and saves; the next start replays nothing
+        assert exp.terminate() == 0
+        again = start(cp, tmp_path, ns, "--checkpoint-file", str(tmp_path / "cp.json"), name="again")
+        try:
+            time.sleep(4)
+            assert again.snapshot() == [], "the restart replayed records already delivered"
+            new = create(cp, pod_event(ns, targets[0], "KeeAfter"))
+            recs = again.wait_for(lambda r: len(r) >= 1, 20)
+            assert [r["event"]["uid"] for r in recs] == [new["metadata"]["uid"]]
+            assert recs[0]["enrichment"] == "complete" and recs[0]["workload"]["name"] == "api"
+        finally:
+            again.stop()
     finally:
         stop.set()
         exp.stop()
