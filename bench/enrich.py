@@ -397,7 +397,8 @@ def enrich_table(r: dict) -> str:
     d = r.get("D")
     if d:
         text += (f"\n\nThe cache at its bounds (in a process of its own): {d['n']:,} distinct Pods "
-                 f"(6 labels and an owner each) cached with the default bounds: {d['entries']:,} kept, {d['evictions']:,} evicted, "
+                 f"(6 labels and an owner each) cached with the default bounds: {d['entries']:,} kept, "
+                 f"{d['evictions']:,} evicted, "
                  f"{d['bytes'] / 1048576:.1f} MiB counted; VmRSS {d['rss_before_kib'] / 1024:.1f} -> "
                  f"{d['rss_after_kib'] / 1024:.1f} MiB (+{(d['rss_after_kib'] - d['rss_before_kib']) / 1024:.1f} MiB).")
     return text
