@@ -400,9 +400,10 @@ NOTES = """\
   more (in-process, Pod -> ReplicaSet -> Deployment all hits), while one GET through the kube client
   costs ~0.8 ms of exporter CPU on this machine (probe: 1000 sequential GETs of one Pod, connection
   reused, 860 us CPU with the Pod read whole, 740 us as metadata; most of it urllib3 and TLS). Under
-  the Zipf load ~1000 distinct Pods were touched in a minute, so the enriched exporter made ~1000
-  requests (~935/min, capped by the 20/s token bucket: 224 of 6000 records were `rate_limited`,
-  all in the cold first minute) and its CPU per Event doubled (273 -> 538 us); RSS +3 MiB. Requests
+  the Zipf load ~980 distinct Pods were touched in a minute, so the enriched exporter made ~1000
+  requests (935-976/min over three runs, capped by the 20/s token bucket: 224-249 of 6000 records
+  were `rate_limited`, all in the cold first minute) and its CPU per Event doubled (257 -> 505 and
+  273 -> 538 us in two runs); RSS +3 MiB; the watch thread waited 10-21 s in all. Requests
   per minute follow the number of distinct objects with Events per `enrich.ttl_seconds`, never the
   Event rate: a warm cache over a stable set of Pods costs a few requests a minute.
 - **Metadata-only vs whole Pods.** PartialObjectMetadata still carries `managedFields`, so a Pod's
