@@ -8,6 +8,8 @@
 - the apiserver restarted while Events about real Pods stream in: every Event is exported,
   enrichment is complete again afterwards; SIGTERM then saves the checkpoint and the next
   start replays nothing (checkpoint semantics unchanged by enrichment);
+- a Pod owned by a custom resource (a CRD made here) gets that owner as its workload, its kind
+  found through discovery;
 - the `enrich` overlay's RBAC: its ServiceAccount may GET exactly the kinds enrichment reads
   (no list/watch, no Secrets/ConfigMaps), and that is enough for complete records.
 """
@@ -309,5 +311,49 @@ def test_enrich_overlay_grants_get_on_the_kinds_it_reads_and_nothing_more(contro
         assert r["enrichment"] == "complete", r
         assert r["workload"]["name"] == "rbac-web" and r["node"] and r["object"]["labels"]["app"] == "rbac-web"
         assert not exp.invalid
+    finally:
+        exp.stop()
+
+
+def test_custom_owner_at_the_top_is_found_through_discovery(control_plane, namespace, tmp_path):
+    cp = control_plane
+    ns = namespace
+    group = "kee-enrich.example.com"
+    cp.apply(f"""
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: rollouts.{group}}}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{plural: rollouts, singular: rollout, kind: Rollout}}
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}
+""")
+    wait_until(lambda: cp.request("GET", f"/apis/{group}/v1alpha1")[0] == 200, 30, "the CRD served")
+    wait_until(lambda: cp.kubectl("apply", "-n", ns, "-f", "-", check=False, input=json.dumps({
+        "apiVersion": f"{group}/v1alpha1", "kind": "Rollout", "metadata": {"name": "checkout"}})).returncode == 0,
+        30, "a Rollout created")
+    ro = cp.kubectl_json("get", f"rollouts.{group}", "checkout", "-n", ns)
+    cp.apply(json.dumps({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "checkout-abc", "namespace": ns, "labels": {"app": "checkout"},
+                     "ownerReferences": [{"apiVersion": f"{group}/v1alpha1", "kind": "Rollout", "name": "checkout",
+                                          "uid": ro["metadata"]["uid"], "controller": True}]},
+        "spec": {"nodeName": "no-such-node", "containers": [{"name": "c", "image": "registry.example/c:1"}]}}))
+    pod = cp.kubectl_json("get", "pod", "checkout-abc", "-n", ns)
+    exp = start(cp, tmp_path, ns)
+    try:
+        made = create(cp, pod_event(ns, pod, "KeeCustomOwner"))
+        recs = exp.wait_for(lambda r: any(x["event"]["uid"] == made["metadata"]["uid"] for x in r), 30, "the event")
+        r = next(x for x in recs if x["event"]["uid"] == made["metadata"]["uid"])
+        assert r["enrichment"] == "complete", r
+        want = {"kind": "Rollout", "name": "checkout", "uid": ro["metadata"]["uid"],
+                "api_version": f"{group}/v1alpha1"}
+        assert r["object"]["owner"] == want and r["workload"] == want
+        assert r["object"]["labels"] == {"app": "checkout"} and not exp.invalid
     finally:
         exp.stop()
