@@ -6,7 +6,9 @@ given inline (rather than from an env var or file) must still never be shown.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
 _SECRET_KEY = re.compile(r"password|secret|\.key\.pem$|^ssl\.key$|oauthbearer\.config|jaas|token|authorization"
@@ -25,3 +27,32 @@ def redact(doc: Any) -> Any:
     if isinstance(doc, list):
         return [redact(v) for v in doc]
     return doc
+
+
+def mask_url(url: str) -> str:
+    """The URL with its userinfo masked: ``http://user:pass@host/p`` -> ``http://***@host/p``.
+
+    Anything that is not a parsable URL is returned unchanged only when it has no ``@``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK if "@" in url else url
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, f"{MASK}@{host}", parts.path, parts.query, parts.fragment))
+
+
+def mask_headers(headers: Mapping[str, Any]) -> dict[str, str]:
+    """Header names with every value masked: a header's value is a credential more often than not
+    (``x-honeycomb-team``, ``dd-api-key``, ``authorization``), whatever its name."""
+    return {k: MASK for k in headers}
+
+
+def mask_text(text: Any, secrets: Iterable[str]) -> str:
+    """The text with every occurrence of each secret value replaced by ***, longest first
+    (values under 3 characters are left: masking them would mangle the text, not protect it)."""
+    out = str(text)
+    for s in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
+        out = out.replace(s, MASK)
+    return out

@@ -2,7 +2,7 @@
 from exporter import wire
 from exporter.metrics import Stats
 from exporter.pipeline import Pipeline
-from exporter.sinks.base import OrderedAcks
+from exporter.acks import OrderedAcks
 from exporter.transforms.filters import build
 
 
