@@ -12,6 +12,10 @@ from exporter.sinks.base import Sink, SinkInterrupted
 from exporter.transforms import filters
 
 
+#: Seconds replay's sinks get to deliver what they hold at the end of the input, or after SIGTERM/SIGINT.
+REPLAY_DRAIN, REPLAY_SIGNAL_DRAIN = 30.0, 5.0
+
+
 def build_sinks(cfg: Settings, stats: Stats) -> list[Sink]:
     sinks: list[Sink] = []
     if cfg.sinks.stdout.enabled:
@@ -51,6 +55,8 @@ def close_sinks(sinks: list[Sink], timeout: float) -> bool:
 
 
 def replay(cfg: Settings, path: str) -> int:
+    import signal
+
     from exporter.sources import replay as source
 
     stats = Stats()
@@ -61,21 +67,35 @@ def replay(cfg: Settings, path: str) -> int:
     except OSError as exc:
         log.error("replay_input_unreadable", path=path, error=exc.strerror)
         return 2
+    stopped: list[str] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        """SIGTERM/SIGINT: stop reading, free a send() blocked by a failing sink, drain briefly, exit 1."""
+        if stopped:
+            return
+        stopped.append(signal.Signals(signum).name)
+        for sink in sinks:
+            sink.interrupt()
+        raise SinkInterrupted(f"stopped by {stopped[0]}")
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     failed: BaseException | None = None
     try:
         with src:
             source.run(pipeline, src)
-    except (SinkFatal, SinkInterrupted) as exc:  # a sink can never deliver again (stdout's reader is gone)
+    except (SinkFatal, SinkInterrupted) as exc:  # a sink can never deliver again, or a signal
         failed = exc
     finally:
         pipeline.close()
         for sink in sinks:
             if sink.fatal is not None:
                 sink.interrupt()
-        delivered = close_sinks(sinks, 30.0)
+        # after a signal, a short drain: the person asked to stop
+        delivered = close_sinks(sinks, REPLAY_SIGNAL_DRAIN if stopped else REPLAY_DRAIN)
     if failed is not None:
-        log.error("replay_stopped_sink_failed", error=str(failed),
-                  fix="the output was closed or failed before every record was delivered; see the sink_fatal log")
+        log.error("replay_stopped", reason=stopped[0] if stopped else "sink_failed", error=str(failed),
+                  fix="" if stopped else "the output was closed or failed before every record was delivered; "
+                                         "see the sink_fatal log")
         delivered = False
     log.info("replay_done", occurrences=stats.received_occurrences, deleted=stats.deleted,
              filtered=stats.filtered, decode_errors=stats.decode_errors, bookmarks=stats.bookmarks,

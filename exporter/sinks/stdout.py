@@ -50,6 +50,7 @@ class StdoutSink(Sink):
         self._limit = buffer_bytes
         self.delivery = Delivery(self.name, max_records=1 << 62, max_bytes=buffer_bytes,
                                  backoff=Backoff(RETRY_INITIAL, RETRY_MAX), stats=stats)
+        self.stats = self.delivery.stats
         self._buf: list[bytes] = []     # taken, not yet written
         self._size = 0
         self._last_seq = 0              # last seq taken
@@ -150,7 +151,7 @@ class StdoutSink(Sink):
     def _failed(self, exc: OSError) -> None:
         n, nbytes = self._held_counts()
         if exc.errno in BROKEN:
-            self.delivery.broken("stdout", f"stdout cannot be written: {exc.strerror or exc} "
+            self.delivery.broken("where stdout goes (the reader)", f"stdout cannot be written: {exc.strerror or exc} "
                                  f"({errno.errorcode.get(exc.errno or 0, exc.errno)}: the reader is gone or the "
                                  "descriptor is unusable)", unwritten_records=n, unwritten_bytes=nbytes)
         else:
