@@ -11,7 +11,6 @@ from exporter.settings import Settings
 from exporter.sinks.base import Sink, SinkInterrupted
 from exporter.transforms import filters
 
-
 #: Seconds replay's sinks get to deliver what they hold at the end of the input, or after SIGTERM/SIGINT.
 REPLAY_DRAIN, REPLAY_SIGNAL_DRAIN = 30.0, 5.0
 

@@ -319,7 +319,7 @@ def test_metrics_shape():
     assert m[("kee_otlp_exports", ())] == 1
     assert m[("kee_sink_in_flight_records", (("sink", "otlp"),))] == 0
     assert m[("kee_sink_fatal", (("sink", "otlp"),))] == 0
-    for name, kind, doc, labels, value in sink.metrics():
+    for _name, kind, doc, _labels, _value in sink.metrics():
         assert kind in ("counter", "gauge") and doc
 
 

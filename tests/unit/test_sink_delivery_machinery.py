@@ -73,7 +73,7 @@ def test_interrupt_and_fatal_free_a_blocked_admit_at_once():
         d.admit(1, 1)
         got: list[BaseException] = []
 
-        def blocked(d: Delivery = d) -> None:
+        def blocked(d: Delivery = d, got: list[BaseException] = got) -> None:
             try:
                 d.admit(2, 1)
             except (SinkInterrupted, SinkFatal) as e:

@@ -59,7 +59,7 @@ class LogBridge(logging.Logger):
         self._redact = redact
         self._seen: dict[str, list[float]] = {}  # shape of the line -> [last logged at, repeats since]
 
-    def log(self, level: int, msg: object, *args: Any, **kw: Any) -> None:  # type: ignore[override]
+    def log(self, level: int, msg: object, *args: Any, **kw: Any) -> None:
         # confluent_kafka calls logger.log(level, fmt, *args)
         try:
             text = str(msg) % args if args else str(msg)

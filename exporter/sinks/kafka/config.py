@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from exporter import log
@@ -44,11 +44,11 @@ class Redactor:
         self.secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
 
     def __call__(self, text: Any) -> str:
-        text = str(text)
+        out = str(text)
         for s in self.secrets:
-            if s in text:
-                text = text.replace(s, MASK)
-        return text
+            if s in out:
+                out = out.replace(s, MASK)
+        return out
 
     def config(self, conf: dict[str, Any]) -> dict[str, Any]:
         """A copy of a librdkafka config fit for a log line."""
@@ -58,13 +58,13 @@ class Redactor:
 
 def _secrets(cfg: KafkaSettings, env: dict[str, str] | None = None) -> dict[str, str]:
     """librdkafka key -> value, from secrets_from_env and secrets_from_files (ConfigError naming the setting)."""
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     out: dict[str, str] = {}
     for key, var in flat(cfg.secrets_from_env).items():
-        if var not in env:
+        if var not in environ:
             raise ConfigError(f"sinks.kafka.secrets_from_env.{key}", f"environment variable {var} is not set",
                               f"set {var} (e.g. from a Secret with env.valueFrom.secretKeyRef)")
-        out[key] = env[var]
+        out[key] = environ[var]
     for key, path in flat(cfg.secrets_from_files).items():
         try:
             with open(path, encoding="utf-8") as f:

@@ -65,7 +65,7 @@ class TopicTemplate:
                 raise ConfigError("sinks.kafka.topic", f"{self.fixed!r} is not a valid topic name",
                                   f"at most {_TOPIC_MAX} characters, not '.' or '..'")
         self._parts = parts
-        self._cache: dict[tuple, str] = {}
+        self._cache: dict[tuple[Any, ...], str] = {}
 
     @property
     def fields(self) -> list[str]:

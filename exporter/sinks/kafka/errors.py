@@ -15,11 +15,13 @@ _AUTHN = Condition("authentication", "sinks.kafka.config sasl.mechanism/sasl.use
                    "(sinks.kafka.secrets_from_env / secrets_from_files)",
                    "correct the credentials or the SASL mechanism; records are held until they work")
 _INVALID_RECORD = Condition("invalid_record", "sinks.kafka.key",
-                            "the broker refused the record; a compacted topic (cleanup.policy=compact) refuses records "
-                            "without a key: set sinks.kafka.key to event_uid or object_uid, or use cleanup.policy=delete")
-#: A record over the broker's (topic max.message.bytes) or the producer's (message.max.bytes) limit. Retrying
-#: cannot shrink it; what helps: a larger topic limit (delivery then resumes by itself), or a smaller record bound
-#: and a restart (the held record is not acknowledged, so it is read again from the checkpoint, bounded).
+                            "the broker refused the record; a compacted topic (cleanup.policy=compact) refuses "
+                            "records without a key: set sinks.kafka.key to event_uid or object_uid, or use "
+                            "cleanup.policy=delete")
+#: A record over the broker's (topic max.message.bytes) or the producer's (message.max.bytes) limit.
+#: Retrying cannot shrink it; what helps: a larger topic limit (delivery then resumes by itself), or a
+#: smaller record bound and a restart (the held record is not acknowledged, so it is read again from
+#: the checkpoint, bounded).
 TOO_LARGE = Condition(
     "message_too_large", "records.max_record_bytes (and the topic's max.message.bytes)",
     "raise the topic's max.message.bytes (and sinks.kafka.config.message.max.bytes) above the record size, or "

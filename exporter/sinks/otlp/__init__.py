@@ -13,8 +13,16 @@ from __future__ import annotations
 
 from exporter.sinks.otlp.config import Resolved, check, check_settings, parse_headers
 from exporter.sinks.otlp.encode import Encoder
-from exporter.sinks.otlp.mapping import (SCOPE_NAME, go_time_string, log_items, otlp_view, resource_items, severity,
-                                         static_resource, ts_nanos)
+from exporter.sinks.otlp.mapping import (
+                                         SCOPE_NAME,
+                                         go_time_string,
+                                         log_items,
+                                         otlp_view,
+                                         resource_items,
+                                         severity,
+                                         static_resource,
+                                         ts_nanos,
+)
 from exporter.sinks.otlp.sink import CONDITIONS, OtlpSink
 from exporter.sinks.otlp.transport import Answer
 

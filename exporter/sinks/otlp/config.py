@@ -41,12 +41,13 @@ def _env(name: str, env: dict[str, str]) -> str | None:
     return None
 
 
-def _env_source(name: str, env: dict[str, str]) -> str | None:
+def _env_source(name: str, env: dict[str, str]) -> str:
+    """The variable _env() took the value from (called only when it found one)."""
     for var in ENV[name]:
         v = env.get(var)
         if v is not None and v.strip() != "":
             return var
-    return None
+    return ENV[name][-1]
 
 
 def parse_headers(text: str) -> dict[str, str]:

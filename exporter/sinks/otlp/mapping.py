@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import os
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
@@ -162,15 +163,15 @@ def static_resource(cluster: str | None, extra: dict[str, str] | None = None,
                     env: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """Resource attributes common to every record: OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME,
     then sinks.otlp.resource_attributes (wins), then k8s.cluster.name (records.cluster_name)."""
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     attrs: dict[str, str] = {}
-    for item in (env.get("OTEL_RESOURCE_ATTRIBUTES") or "").split(","):
+    for item in (environ.get("OTEL_RESOURCE_ATTRIBUTES") or "").split(","):
         if "=" in item:
             k, _, v = item.partition("=")
             if k.strip():
                 attrs[k.strip()] = unquote(v.strip())
-    if env.get("OTEL_SERVICE_NAME"):
-        attrs["service.name"] = env["OTEL_SERVICE_NAME"]
+    if environ.get("OTEL_SERVICE_NAME"):
+        attrs["service.name"] = environ["OTEL_SERVICE_NAME"]
     attrs.update(extra or {})
     if cluster:
         attrs["k8s.cluster.name"] = cluster
