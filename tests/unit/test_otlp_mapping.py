@@ -340,3 +340,18 @@ def test_endpoint_userinfo_and_header_values_never_described():
     assert "s3cret" not in text and "kee:" not in text
     assert r.describe()["endpoint"] == "http://***@col:4318/v1/logs"
     assert r.describe()["headers"] == ["authorization", "x-honeycomb-team"]
+
+
+def test_grpc_endpoint_userinfo_becomes_basic_auth_never_the_target():
+    import base64
+
+    from exporter.sinks.otlp.grpc_transport import GrpcTransport
+    t = GrpcTransport(resolved(endpoint="http://kee:pa%40ss@127.0.0.1:9", headers={"x-api-key": "k"}))
+    try:
+        md = dict(t._metadata)
+        assert md["x-api-key"] == "k"
+        assert base64.b64decode(md["authorization"].split()[1]) == b"kee:pa@ss"
+        a = t.export(b"")  # connects to 127.0.0.1:9 (nothing there), not to "kee:pa%40ss@127.0.0.1"
+        assert not a.ok and a.code == "UNAVAILABLE" and "pa%40ss" not in (a.error or "")
+    finally:
+        t.close()
