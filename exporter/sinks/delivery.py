@@ -73,7 +73,8 @@ class Delivery:
         self._condition_since = 0.0
         self._condition_seen = 0.0
         self._condition_logged = 0.0
-        self._last_ok = 0.0
+        self._ok_at_seen = 0      # successes counted when the condition was last seen
+        self._oks = 0             # successes of sinks that confirm without the window (stdout)
         self._transient_logged: dict[str, float] = {}
         # metrics
         self.retries = 0
@@ -116,20 +117,18 @@ class Delivery:
             raise self.fatal
 
     def confirm(self, seq: int, size: int = 0) -> None:
-        """One record delivered (any order)."""
+        """One record delivered (any order). Hot path: a sink may call ``acks.done`` itself, the same thing."""
         self.acks.done(seq, size)
-        self._last_ok = time.monotonic()
 
     def confirm_many(self, seqs: list[int], size: int = 0) -> None:
         """A batch delivered."""
         self.acks.done_many(seqs, size)
-        self._last_ok = time.monotonic()
         if self.condition is not None:
             self.check_recovered()
 
     def ok(self) -> None:
         """A delivery succeeded (for sinks that confirm without the window, e.g. stdout)."""
-        self._last_ok = time.monotonic()
+        self._oks += 1
         if self.condition is not None:
             self.check_recovered()
 
@@ -204,6 +203,7 @@ class Delivery:
             self.stats.error(self.sink, cond.kind)
         now = time.monotonic()
         self._condition_seen = now
+        self._ok_at_seen = self.acks.confirmed + self._oks
         first = self.condition is None or self.condition.kind != cond.kind
         if first:
             self.condition, self._condition_since = cond, now
@@ -221,7 +221,7 @@ class Delivery:
         if cond is None:
             return
         now = time.monotonic()
-        if self._last_ok > self._condition_seen and now - self._condition_seen > CLEAR_AFTER:
+        if self.acks.confirmed + self._oks > self._ok_at_seen and now - self._condition_seen > CLEAR_AFTER:
             self.condition = None
             log.info("sink_recovered", sink=self.sink, condition=cond.kind,
                      after_seconds=round(now - self._condition_since, 1))

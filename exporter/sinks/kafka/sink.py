@@ -109,6 +109,8 @@ class KafkaSink(Sink):
                                  backoff=Backoff(cfg.retry_backoff_initial_ms / 1000.0,
                                                  cfg.retry_backoff_max_ms / 1000.0),
                                  stats=self.stats, redact=self.redact)
+        self._admit = self.delivery.admit
+        self._confirm = self.delivery.acks.done       # Delivery.confirm without a call in between (hot path)
         self._lock = threading.Lock()                 # _pending and _retry, against the delivery callbacks
         self._since_poll = 0                          # sends since the sending thread last polled
         self._main_polled = 0.0                       # when it last did (the poller thread then stays idle)
@@ -170,7 +172,7 @@ class KafkaSink(Sink):
 
     def send(self, seq: int, line: bytes, record: dict[str, Any]) -> None:
         size = len(line)
-        self.delivery.admit(seq, size, self._serve)
+        self._admit(seq, size, self._serve)
         msg = _Msg(seq, self._fixed_topic or self.topic.render(record), line[:-1], self._key(record),
                    self._headers_for(record) if self._headers else None, size, time.monotonic(), self._on_delivery)
         self._pending[seq] = msg  # only this thread adds; reports only remove (under the lock)
@@ -239,7 +241,7 @@ class KafkaSink(Sink):
                     return
                 del self._pending[msg.seq]
                 self.latency_sum += time.monotonic() - msg.t0
-            self.delivery.confirm(msg.seq, msg.size)
+            self._confirm(msg.seq, msg.size)
             return
         self._failed(msg, err, err.str())
 
