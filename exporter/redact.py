@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
 _SECRET_KEY = re.compile(r"password|secret|\.key\.pem$|^ssl\.key$|oauthbearer\.config|jaas|token|authorization"
@@ -29,18 +28,13 @@ def redact(doc: Any) -> Any:
     return doc
 
 
-def mask_url(url: str) -> str:
-    """The URL with its userinfo masked: ``http://user:pass@host/p`` -> ``http://***@host/p``.
+#: scheme://userinfo@ : the userinfo part (up to the last @ before the host) is masked
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#\s@]*(?:@[^/?#\s@]*)*)@")
 
-    Anything that is not a parsable URL is returned unchanged only when it has no ``@``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return MASK if "@" in url else url
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, f"{MASK}@{host}", parts.path, parts.query, parts.fragment))
+
+def mask_url(url: str) -> str:
+    """``http://user:pass@host:4317`` -> ``http://***@host:4317``; other text unchanged."""
+    return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", url)
 
 
 def mask_headers(headers: Mapping[str, Any]) -> dict[str, str]:

@@ -1,10 +1,10 @@
 """The librdkafka boundary: the only module that imports confluent_kafka.
 
 What the rest of the Kafka sink needs from it: a producer (with our error callback
-and log bridge), the error type and its codes, and :func:`validate`, which lets
-librdkafka itself parse a configuration without connecting anywhere (no
+and log bridge), the error type and its codes, and :func:`check_kafka_config`, which
+lets librdkafka itself parse a configuration without connecting anywhere (no
 ``bootstrap.servers``: librdkafka then opens no connection; measured: no connect()
-and ~7 ms to build and destroy the handle), for --check-config.
+and ~7 ms to build and destroy a handle), for --check-config.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from exporter import log
 
-__all__ = ["KafkaError", "KafkaException", "Producer", "LogBridge", "error_of", "validate"]
+__all__ = ["KafkaError", "KafkaException", "Producer", "LogBridge", "error_of", "check_kafka_config"]
 
 #: Seconds between two logs of the same librdkafka log line.
 LIBRDKAFKA_LOG_INTERVAL = 30.0
@@ -31,21 +31,45 @@ def error_of(exc: BaseException) -> KafkaError | None:
     return None
 
 
-def validate(conf: dict[str, Any]) -> str | None:
-    """librdkafka's own verdict on a producer configuration, without connecting: None, or its message.
+#: Properties left out of the check: with them librdkafka connects (measured: within milliseconds).
+_NOT_CHECKED = ("bootstrap.servers", "metadata.broker.list")
+#: librdkafka's message when the combination, not one property, is refused (a SASL protocol without a mechanism).
+_CREATE_FAILED = "Failed to create producer"
+_QUIET = logging.getLogger("kube-event-exporter.librdkafka.check")  # librdkafka's lines during a check: nowhere
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
 
-    Unknown properties (``sasl.pasword``), bad values, a SASL mechanism or TLS files
-    librdkafka cannot use are all refused by librdkafka when the handle is created.
-    """
-    conf = {k: v for k, v in conf.items() if k not in ("bootstrap.servers", "metadata.broker.list")}
-    conf["logger"] = logging.getLogger("kube-event-exporter.librdkafka.check")  # nothing on stderr
+
+def _create(conf: dict[str, Any]) -> str | None:
+    """None when librdkafka accepts ``conf`` (without bootstrap servers it connects nowhere), else its message."""
     try:
-        p = Producer(conf)
+        p = Producer({**conf, "logger": _QUIET})
     except (KafkaException, ValueError, TypeError) as exc:
         err = error_of(exc)
         return err.str() if err is not None else str(exc)
     del p  # rd_kafka_destroy: no broker was ever contacted
     return None
+
+
+def check_kafka_config(conf: dict[str, Any]) -> list[str]:
+    """Every problem librdkafka itself finds in a producer configuration (flat keys), without connecting.
+
+    Each property is first set alone, so a message names the key as written (librdkafka names
+    aliases by their canonical name: linger.ms is "queue.buffering.max.ms"): ``"<key>: <why>"``;
+    then the whole configuration is created, for conflicts between properties (a SASL or TLS
+    setting librdkafka cannot use, ``enable.idempotence`` with ``acks=1``...).
+    """
+    conf = {k: v for k, v in conf.items() if k not in _NOT_CHECKED and not callable(v)}
+    problems = []
+    for key, value in conf.items():
+        why = _create({key: value})
+        if why is not None and not why.startswith(_CREATE_FAILED):
+            problems.append(f"{key}: {why}")
+    if not problems:
+        why = _create(conf)
+        if why is not None:
+            problems.append(why)
+    return problems
 
 
 class LogBridge(logging.Logger):

@@ -17,7 +17,7 @@ from exporter import log
 from exporter.errors import ConfigError
 from exporter.redact import MASK, is_secret_key
 from exporter.settings import KafkaSettings
-from exporter.sinks.kafka.client import validate
+from exporter.sinks.kafka.client import check_kafka_config
 from exporter.sinks.kafka.encode import TopicTemplate, message_key
 
 #: A property named in a librdkafka error: ``No such configuration property: "sasl.pasword"``.
@@ -138,13 +138,16 @@ def check(cfg: KafkaSettings, env: dict[str, str] | None = None) -> list[ConfigE
     except ConfigError as exc:
         return [exc]
     conf, redact = producer_config(cfg, env)
-    problem = validate(conf)
-    if problem is None:
-        return []
-    m = _PROPERTY.search(problem)
-    field = f"sinks.kafka.config.{m.group(1)}" if m else "sinks.kafka.config"
-    return [ConfigError(field, f"librdkafka refused the configuration: {redact(problem)}",
-                        "correct the property name or value (librdkafka's CONFIGURATION.md lists them)")]
+    out = []
+    for problem in check_kafka_config(conf):
+        key, sep, _ = problem.partition(": ")
+        if not (sep and key in conf and " " not in key):
+            m = _PROPERTY.search(problem)
+            key = m.group(1) if m else ""
+        field = f"sinks.kafka.config.{key}" if key else "sinks.kafka.config"
+        out.append(ConfigError(field, f"librdkafka refused the configuration: {redact(problem)}",
+                               "correct the property name or value (librdkafka's CONFIGURATION.md lists them)"))
+    return out
 
 
 def producer_config(cfg: KafkaSettings, env: dict[str, str] | None = None) -> tuple[dict[str, Any], Redactor]:
