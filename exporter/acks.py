@@ -87,12 +87,13 @@ class OrderedAcks:
     Thread-safe: delivery callbacks may run on another thread.
     """
 
-    __slots__ = ("_lock", "_pending", "_done", "_last_sent", "_cond", "_waiters", "bytes", "confirmed")
+    __slots__ = ("_lock", "pending", "_done", "_last_sent", "_cond", "_waiters", "bytes", "confirmed")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._pending: list[int] = []  # heap of sent, unconfirmed seqs
+        #: Heap of sent, unconfirmed seqs (read-only outside: len() is the in-flight count, lock-free).
+        self.pending: list[int] = []
         self._done: set[int] = set()   # confirmed seqs still above the oldest pending
         self._last_sent = 0
         self._waiters = 0  # threads in wait_for: wake-ups cost ~2 us, so only when someone waits
@@ -103,7 +104,7 @@ class OrderedAcks:
 
     def expect(self, seq: int, size: int = 0) -> None:
         with self._lock:
-            heapq.heappush(self._pending, seq)
+            heapq.heappush(self.pending, seq)
             self._last_sent = seq
             self.bytes += size
 
@@ -112,7 +113,7 @@ class OrderedAcks:
             self._done.add(seq)
             self.bytes -= size
             self.confirmed += 1
-            pending, done = self._pending, self._done
+            pending, done = self.pending, self._done
             while pending and pending[0] in done:
                 done.discard(heapq.heappop(pending))
             if self._waiters:
@@ -124,7 +125,7 @@ class OrderedAcks:
             self._done.update(seqs)
             self.bytes -= size
             self.confirmed += len(seqs)
-            pending, done = self._pending, self._done
+            pending, done = self.pending, self._done
             while pending and pending[0] in done:
                 done.discard(heapq.heappop(pending))
             if self._waiters:
@@ -132,12 +133,12 @@ class OrderedAcks:
 
     def in_flight(self) -> int:
         """Records sent and not yet confirmed (read without the lock: a snapshot)."""
-        return len(self._pending)
+        return len(self.pending)
 
     def watermark(self) -> int:
         with self._lock:
-            if self._pending:
-                return self._pending[0] - 1
+            if self.pending:
+                return self.pending[0] - 1
             return self._last_sent
 
     def wait_below(self, limit: int, timeout: float | None = None) -> bool:
@@ -150,7 +151,7 @@ class OrderedAcks:
             self._waiters += 1
             try:
                 return self._cond.wait_for(
-                    lambda: not self._pending or (len(self._pending) < max_records
+                    lambda: not self.pending or (len(self.pending) < max_records
                                                   and self.bytes + size <= max_bytes), timeout)
             finally:
                 self._waiters -= 1

@@ -90,7 +90,7 @@ class Delivery:
         confirmations are served on the sending thread (librdkafka's poll).
         """
         acks = self.acks
-        if len(acks._pending) >= self.max_records or (acks._pending and acks.bytes + size > self.max_bytes):
+        if len(acks.pending) >= self.max_records or (acks.pending and acks.bytes + size > self.max_bytes):
             self._wait_room(size, serve)
         acks.expect(seq, size)
 
@@ -98,7 +98,7 @@ class Delivery:
         acks = self.acks
         self._blocked_since = t0 = time.monotonic()
         try:
-            while len(acks._pending) >= self.max_records or (acks._pending and acks.bytes + size > self.max_bytes):
+            while len(acks.pending) >= self.max_records or (acks.pending and acks.bytes + size > self.max_bytes):
                 self.check_open()
                 if serve is not None:
                     serve(WAIT_SLICE)
