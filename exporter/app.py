@@ -4,28 +4,33 @@ from __future__ import annotations
 import sys
 
 from exporter import log
+from exporter.errors import SinkFatal
 from exporter.metrics import Stats
 from exporter.pipeline import Pipeline
 from exporter.settings import Settings
+from exporter.sinks.base import Sink, SinkInterrupted
 from exporter.transforms import filters
 
+#: Seconds replay's sinks get to deliver what they hold at the end of the input, or after SIGTERM/SIGINT.
+REPLAY_DRAIN, REPLAY_SIGNAL_DRAIN = 30.0, 5.0
 
-def build_sinks(cfg: Settings, stats: Stats) -> list:
-    sinks = []
+
+def build_sinks(cfg: Settings, stats: Stats) -> list[Sink]:
+    sinks: list[Sink] = []
     if cfg.sinks.stdout.enabled:
         from exporter.sinks.stdout import StdoutSink
-        sinks.append(StdoutSink(buffer_bytes=cfg.sinks.stdout.buffer_bytes))
+        sinks.append(StdoutSink(buffer_bytes=cfg.sinks.stdout.buffer_bytes, stats=stats))
     if cfg.sinks.kafka.enabled:
         from exporter.sinks.kafka import KafkaSink
         sinks.append(KafkaSink(cfg.sinks.kafka, cluster=cfg.records.cluster_name, stats=stats))
     if cfg.sinks.otlp.enabled:
         from exporter.sinks.otlp import OtlpSink
         sinks.append(OtlpSink(cfg.sinks.otlp, cluster=cfg.records.cluster_name, stats=stats))
-    stats.sink_stats.extend(s for s in sinks if hasattr(s, "metrics"))
+    stats.sink_stats.extend(sinks)
     return sinks
 
 
-def build_pipeline(cfg: Settings, sinks: list, stats: Stats, *, live: bool) -> Pipeline:
+def build_pipeline(cfg: Settings, sinks: list[Sink], stats: Stats, *, live: bool) -> Pipeline:
     f = cfg.filters
     predicate = filters.build(types=f.types, reasons=f.reasons, exclude_reasons=f.exclude_reasons,
                               namespaces=f.namespaces, exclude_namespaces=f.exclude_namespaces, kinds=f.kinds,
@@ -34,19 +39,23 @@ def build_pipeline(cfg: Settings, sinks: list, stats: Stats, *, live: bool) -> P
                     max_message_bytes=cfg.records.max_message_bytes, recurring=cfg.records.recurring, live=live)
 
 
-def close_sinks(sinks: list, timeout: float) -> bool:
-    """Deliver what each sink holds (up to timeout s each); False when any could not."""
+def close_sinks(sinks: list[Sink], timeout: float) -> bool:
+    """Deliver what each sink holds (up to timeout s each); False when any could not (exit 1)."""
     ok = True
     for s in sinks:
         try:
             s.close(timeout)
-        except Exception as exc:  # one sink failing to close must not stop the others
+        except SinkFatal:  # the sink logged what it could not deliver (sink_undelivered_at_close)
+            ok = False
+        except Exception as exc:  # noqa: BLE001 - one sink failing to close must not stop the others
             log.error("sink_close_failed", sink=s.name, error=str(exc))
             ok = False
     return ok
 
 
 def replay(cfg: Settings, path: str) -> int:
+    import signal
+
     from exporter.sources import replay as source
 
     stats = Stats()
@@ -57,13 +66,36 @@ def replay(cfg: Settings, path: str) -> int:
     except OSError as exc:
         log.error("replay_input_unreadable", path=path, error=exc.strerror)
         return 2
+    stopped: list[str] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        """SIGTERM/SIGINT: stop reading, free a send() blocked by a failing sink, drain briefly, exit 1."""
+        if stopped:
+            return
+        stopped.append(signal.Signals(signum).name)
+        for sink in sinks:
+            sink.interrupt()
+        raise SinkInterrupted(f"stopped by {stopped[0]}")
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    failed: BaseException | None = None
     try:
         with src:
             source.run(pipeline, src)
-    except BrokenPipeError:
-        return 0
+    except (SinkFatal, SinkInterrupted) as exc:  # a sink can never deliver again, or a signal
+        failed = exc
     finally:
-        delivered = close_sinks(sinks, 30.0)
+        pipeline.close()
+        for sink in sinks:
+            if sink.fatal is not None:
+                sink.interrupt()
+        # after a signal, a short drain: the person asked to stop
+        delivered = close_sinks(sinks, REPLAY_SIGNAL_DRAIN if stopped else REPLAY_DRAIN)
+    if failed is not None:
+        log.error("replay_stopped", reason=stopped[0] if stopped else "sink_failed", error=str(failed),
+                  fix="" if stopped else "the output was closed or failed before every record was delivered; "
+                                         "see the sink_fatal log")
+        delivered = False
     log.info("replay_done", occurrences=stats.received_occurrences, deleted=stats.deleted,
              filtered=stats.filtered, decode_errors=stats.decode_errors, bookmarks=stats.bookmarks,
              delivered=delivered)

@@ -6,6 +6,7 @@ given inline (rather than from an env var or file) must still never be shown.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 MASK = "***"
@@ -25,3 +26,27 @@ def redact(doc: Any) -> Any:
     if isinstance(doc, list):
         return [redact(v) for v in doc]
     return doc
+
+
+#: scheme://userinfo@ : the userinfo part (up to the last @ before the host) is masked
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#\s@]*(?:@[^/?#\s@]*)*)@")
+
+
+def mask_url(url: str) -> str:
+    """``http://user:pass@host:4317`` -> ``http://***@host:4317``; other text unchanged."""
+    return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", url)
+
+
+def mask_headers(headers: Mapping[str, Any]) -> dict[str, str]:
+    """Header names with every value masked: a header's value is a credential more often than not
+    (``x-honeycomb-team``, ``dd-api-key``, ``authorization``), whatever its name."""
+    return {k: MASK for k in headers}
+
+
+def mask_text(text: Any, secrets: Iterable[str]) -> str:
+    """The text with every occurrence of each secret value replaced by ***, longest first
+    (values under 3 characters are left: masking them would mangle the text, not protect it)."""
+    out = str(text)
+    for s in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
+        out = out.replace(s, MASK)
+    return out

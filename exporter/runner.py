@@ -14,11 +14,12 @@ import time
 
 from exporter import log
 from exporter.app import build_pipeline, build_sinks, close_sinks
+from exporter.backoff import Backoff
 from exporter.errors import ApiError, ExporterError, Forbidden, SinkFatal
 from exporter.kube.client import KubeClient, Unreachable
 from exporter.metrics import Stats, serve
 from exporter.settings import Settings
-from exporter.sources.kubernetes import Backoff, WatchSource, events_path, stream_key
+from exporter.sources.kubernetes import WatchSource, events_path, stream_key
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_API = 0, 1, 2, 3
 DRAIN_TIMEOUT = 25.0  # seconds; under Kubernetes' default 30 s terminationGracePeriodSeconds
@@ -169,9 +170,8 @@ def run(cfg: Settings) -> int:
                     exit_code = EXIT_FAIL
                 stop.set()
         for sink in sinks:
-            fatal = getattr(sink, "fatal", None)
-            if fatal is not None:
-                log.error("sink_fatal", sink=sink.name, error=str(fatal))
+            if sink.fatal is not None:
+                log.error("sink_fatal_stopping", sink=sink.name, error=str(sink.fatal))
                 exit_code = EXIT_FAIL
                 stop.set()
         if leader is not None and not leader.is_leader():
@@ -181,9 +181,7 @@ def run(cfg: Settings) -> int:
 
     pipeline.close()
     for sink in sinks:  # a source blocked in a sink's send (backpressure) gives up that record
-        interrupt = getattr(sink, "interrupt", None)
-        if interrupt is not None:
-            interrupt()
+        sink.interrupt()
     if leader is not None and not leader.is_leader():
         # Deposed: the new leader owns the stream from the shared checkpoint. Emitting what is
         # still buffered here would only duplicate what it re-exports, so nothing more goes out.

@@ -146,3 +146,49 @@ def test_every_field_is_in_the_schema():
     schema = json.loads((settings.SCHEMA_DIR / "config.schema.json").read_text())
     props = schema["properties"]["sinks"]["properties"]["kafka"]["properties"]
     assert set(props) == {f.name for f in dataclasses.fields(KafkaSettings)}
+
+
+# --- check(): librdkafka itself parses the configuration, without connecting (--check-config) ---------
+
+def _listener():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(5)
+    s.settimeout(1.0)
+    return s
+
+
+def test_check_accepts_a_valid_configuration_without_connecting():
+    from exporter.sinks.kafka import check
+    s = _listener()
+    try:
+        cfg = KafkaSettings(enabled=True, brokers=f"127.0.0.1:{s.getsockname()[1]}",
+                            config={"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512",
+                                    "sasl.username": "kee"}, secrets_from_env={"sasl.password": "PW"})
+        assert check(cfg, env={"PW": "pw"}) == []
+        with pytest.raises(OSError):  # socket.timeout: nobody connected to the "broker"
+            s.accept()
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("config,field,words", [
+    ({"sasl.pasword": "x"}, "sinks.kafka.config.sasl.pasword", "No such configuration property"),
+    ({"queue.buffering.max.messages": "many"}, "sinks.kafka.config.queue.buffering.max.messages", "Invalid value"),
+    ({"security.protocol": "SASL_SSL", "sasl.mechanism": "GSSAPI"}, "sinks.kafka.config", "GSSAPI"),
+])
+def test_check_reports_what_librdkafka_refuses_naming_the_property(config, field, words):
+    from exporter.sinks.kafka import check
+    problems = check(KafkaSettings(enabled=True, brokers="127.0.0.1:1", config=config))
+    assert len(problems) == 1
+    assert problems[0].field == field and words in str(problems[0]) and problems[0].fix
+
+
+def test_check_reports_the_sinks_own_rules_and_never_prints_a_secret():
+    from exporter.sinks.kafka import check
+    [p] = check(KafkaSettings(enabled=True, brokers="b:1", secrets_from_env={"sasl.password": "NOPE"}), env={})
+    assert p.field == "sinks.kafka.secrets_from_env.sasl.password"
+    [p] = check(KafkaSettings(enabled=True, brokers="b:1", config={"sasl.password": "s3cr3t-value",
+                                                                   "queue.buffering.max.kbytes": "s3cr3t-value"}))
+    assert "s3cr3t-value" not in str(p)
