@@ -31,7 +31,8 @@ def build_pipeline(cfg: Settings, sinks: list, stats: Stats, *, live: bool) -> P
                               namespaces=f.namespaces, exclude_namespaces=f.exclude_namespaces, kinds=f.kinds,
                               names=f.names, field_selector=f.field_selector)
     return Pipeline(sinks, stats=stats, predicate=predicate, cluster=cfg.records.cluster_name,
-                    max_message_bytes=cfg.records.max_message_bytes, recurring=cfg.records.recurring, live=live)
+                    max_message_bytes=cfg.records.max_message_bytes, max_record_bytes=cfg.records.max_record_bytes,
+                    recurring=cfg.records.recurring, live=live)
 
 
 def close_sinks(sinks: list, timeout: float) -> bool:
@@ -57,17 +58,20 @@ def replay(cfg: Settings, path: str) -> int:
     except OSError as exc:
         log.error("replay_input_unreadable", path=path, error=exc.strerror)
         return 2
+    skipped = 0
     try:
         with src:
-            source.run(pipeline, src)
+            skipped = source.run(pipeline, src)
     except BrokenPipeError:
         return 0
     finally:
         delivered = close_sinks(sinks, 30.0)
     log.info("replay_done", occurrences=stats.received_occurrences, deleted=stats.deleted,
              filtered=stats.filtered, decode_errors=stats.decode_errors, bookmarks=stats.bookmarks,
-             delivered=delivered)
-    return 0 if delivered else 1
+             skipped=skipped, delivered=delivered)
+    if not delivered:
+        return 1
+    return source.EXIT_SKIPPED if skipped else 0
 
 
 def run(cfg: Settings) -> int:
