@@ -78,7 +78,9 @@ def truncate_message(message: str, limit: int) -> tuple[str, bool]:
 
 _RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))",
                       re.ASCII)
+_fromisoformat = datetime.fromisoformat
 _seen: dict[str, str] = {}  # time as sent -> canonical form, or "" when invalid (short strings only)
+_seen_get = _seen.get
 
 
 def utc(s: str) -> Optional[str]:
@@ -100,6 +102,15 @@ def utc(s: str) -> Optional[str]:
 
 
 def _canonical(s: str) -> str:
+    n = len(s)
+    if (n == 20 or (21 < n < 31 and s[19] == ".")) and s[n - 1] == "Z" and s[10] == "T" and s[4] == "-" \
+            and s[7] == "-" and s[13] == ":" and s[16] == ":":
+        # Already UTC with Z (nearly always): the shape is right, the C parser checks digits and ranges.
+        try:
+            _fromisoformat(s)
+        except ValueError:
+            return ""
+        return s
     m = _RFC3339.fullmatch(s)
     if m is None:
         return ""
@@ -186,7 +197,7 @@ def normalise(ev: Event, update: bool, *, cluster: str | None, max_message_bytes
     occurred = observed_last or last or event_time or first or created
     bad: dict[str, str] | None = None
     if occurred is not None:
-        ts = utc(occurred)
+        ts = _seen_get(occurred) or utc(occurred)  # the cache inline: most times were seen already
         if ts is None:
             bad = {}
             ts = _first_time((observed_last, last, event_time, first, created), "timestamp", bad)
@@ -194,14 +205,14 @@ def normalise(ev: Event, update: bool, *, cluster: str | None, max_message_bytes
         ts = None
     first_seen = first or event_time or created
     if first_seen is not None:
-        first_ts = utc(first_seen)
+        first_ts = _seen_get(first_seen) or utc(first_seen)
         if first_ts is None:
             bad = {} if bad is None else bad
             first_ts = _first_time((first, event_time, created), "first_timestamp", bad)
     else:
         first_ts = None
     if created is not None:
-        created_ts = utc(created)
+        created_ts = _seen_get(created) or utc(created)
         if created_ts is None:
             bad = {} if bad is None else bad
             bad["creation_timestamp"] = truncate_message(created, RAW_TIME_MAX_BYTES)[0]

@@ -31,8 +31,9 @@ from exporter.wire import BadInput, Envelope, decode_line
 
 #: Largest line or document kept: 10x etcd's default request limit (1.5 MiB), so no real Event is near it.
 MAX_DOCUMENT_BYTES = 16 << 20
-#: Bytes asked for per read: big enough that a file costs few system calls, small enough to stay prompt.
-CHUNK_BYTES = 1 << 20
+#: Bytes asked for per read: few system calls for a file, little memory. At most MAX_DOCUMENT_BYTES
+#: (only a line that spans reads is measured against it).
+CHUNK_BYTES = 256 << 10
 #: Exit code of a replay that delivered every record it could but skipped some input (each one logged).
 EXIT_SKIPPED = 4
 
@@ -49,7 +50,7 @@ _TOO_LONG = _TooLong()
 class _Document:
     """A pretty-printed JSON document being collected; braces are counted outside strings."""
 
-    __slots__ = ("first", "parts", "size", "depth", "in_str", "over")
+    __slots__ = ("first", "parts", "size", "depth", "in_str", "over", "indented")
 
     def __init__(self, first: int) -> None:
         self.first = first
@@ -58,6 +59,7 @@ class _Document:
         self.depth = 0
         self.in_str = False
         self.over = False
+        self.indented = False  # a line of it started with white space: nothing inside it is at column 0
 
     def add(self, line: bytes) -> bool:
         """Take one more line; True when the document's braces balance (it is complete)."""
@@ -73,6 +75,8 @@ class _Document:
             elif tok == b"}":
                 depth -= 1
         self.depth, self.in_str = depth, in_str
+        if line[:1] in (b" ", b"\t"):
+            self.indented = True
         self.size += len(line) + 1
         if not self.over:
             if self.size > MAX_DOCUMENT_BYTES or type(line) is _TooLong:
@@ -184,8 +188,13 @@ class _Replay:
     def more(self, doc: _Document, text: bytes, line: int) -> Optional[_Document]:
         """One more line of a multi-line document; None once it is complete (or given up)."""
         if text[:1] == b"{":
-            # Inside a pretty-printed document no line starts at column 0 with "{": a complete
-            # document here means the one being collected was cut short.
+            # Inside an indented document no line starts at column 0 with "{": a document that
+            # starts here means the one being collected was cut short.
+            if doc.indented and text.rstrip() == b"{":
+                self.skip("document_incomplete", "a document cut short by the next one", doc.first, line - 1)
+                doc = _Document(line)
+                doc.add(text)
+                return doc
             try:
                 env, nulled = decode_line(text)
             except BadInput as exc:
