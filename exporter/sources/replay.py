@@ -3,7 +3,7 @@
 Used to re-process a capture, to debug a filter, and for benchmarks: the same
 pipeline as a live watch, minus the API. The input is one JSON document per
 line (the apiserver's watch stream), or pretty-printed documents one after
-another (``kubectl get events -w --output-watch-events -o json``). What is
+another, indented (``kubectl get events -w --output-watch-events -o json``, jq). What is
 accepted, and what is reported and skipped, is the rule of docs/records.md
 ("Input"), the same as the live watch's: every line goes through
 :func:`exporter.wire.decode_line`.
@@ -50,7 +50,7 @@ _TOO_LONG = _TooLong()
 class _Document:
     """A pretty-printed JSON document being collected; braces are counted outside strings."""
 
-    __slots__ = ("first", "parts", "size", "depth", "in_str", "over", "indented")
+    __slots__ = ("first", "parts", "size", "depth", "in_str", "over")
 
     def __init__(self, first: int) -> None:
         self.first = first
@@ -59,7 +59,6 @@ class _Document:
         self.depth = 0
         self.in_str = False
         self.over = False
-        self.indented = False  # a line of it started with white space: nothing inside it is at column 0
 
     def add(self, line: bytes) -> bool:
         """Take one more line; True when the document's braces balance (it is complete)."""
@@ -75,8 +74,6 @@ class _Document:
             elif tok == b"}":
                 depth -= 1
         self.depth, self.in_str = depth, in_str
-        if line[:1] in (b" ", b"\t"):
-            self.indented = True
         self.size += len(line) + 1
         if not self.over:
             if self.size > MAX_DOCUMENT_BYTES or type(line) is _TooLong:
@@ -190,7 +187,7 @@ class _Replay:
         if text[:1] == b"{":
             # Inside an indented document no line starts at column 0 with "{": a document that
             # starts here means the one being collected was cut short.
-            if doc.indented and text.rstrip() == b"{":
+            if text.rstrip() == b"{":
                 self.skip("document_incomplete", "a document cut short by the next one", doc.first, line - 1)
                 doc = _Document(line)
                 doc.add(text)
