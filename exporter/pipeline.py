@@ -20,7 +20,7 @@ commit() and close() never take it: a sink blocked by backpressure holds it.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -55,7 +55,8 @@ class Stream:
 
 
 class Pipeline:
-    def __init__(self, sinks: list[Sink], *, stats: Stats, predicate=None, cluster: str | None = None,
+    def __init__(self, sinks: list[Sink], *, stats: Stats, predicate: Callable[[dict[str, Any]], bool] | None = None,
+                 cluster: str | None = None,
                  max_message_bytes: int = 8192, max_record_bytes: int = 983040, recurring: str = "every",
                  live: bool = True) -> None:
         self.sinks = sinks
@@ -110,7 +111,7 @@ class Pipeline:
         elif etype == "DELETED":
             # TTL expiry, not an occurrence: counted, never exported as one.
             stats.deleted += 1
-            if self.count_delta and md is not None:
+            if self.count_delta and md is not None and md.uid is not None:
                 self._counts.pop(md.uid, None)
             if rv and not stream.initial:
                 self._position(stream, rv)

@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import orjson
 
-from exporter.wire import LONG_MAX, Event, Meta, Source, fingerprint, free_text
+from exporter.wire import LONG_MAX, Event, Meta, Ref, Source, fingerprint, free_text
 
 SCHEMA_VERSION = "1"
 
@@ -139,7 +139,7 @@ def _first_time(candidates: tuple[Optional[str], ...], field: str, bad: dict[str
     return None
 
 
-def _obj_ref(ref) -> dict[str, Any] | None:
+def _obj_ref(ref: Optional[Ref]) -> dict[str, Any] | None:
     if ref is None:
         return None
     return {

@@ -163,7 +163,7 @@ class WatchSource:
                     if item.kind is not None and item.kind != "Event":
                         self.stats.decode_errors += 1
                         self.pipeline.report("list_item_skipped", "input", "not_an_event", stream=st.key,
-                                             kind=item.kind[:60])
+                                             object_kind=item.kind[:60])
                         continue
                     if item.apiVersion is None:
                         item.apiVersion = self.api_version  # LIST items carry no apiVersion

@@ -21,8 +21,9 @@ ROOT = Path(__file__).parents[2]
 
 
 def line(i: int) -> bytes:
-    return orjson.dumps({"type": "ADDED", "object": {"kind": "Event", "apiVersion": "v1", "reason": "X",
-                                                     "metadata": {"uid": f"u{i}", "resourceVersion": str(i + 1)}}}) + b"\n"
+    obj = {"kind": "Event", "apiVersion": "v1", "reason": "X",
+           "metadata": {"uid": f"u{i}", "resourceVersion": str(i + 1)}}
+    return orjson.dumps({"type": "ADDED", "object": obj}) + b"\n"
 
 
 def read_line(fd: int, buf: bytearray, timeout: float) -> bytes | None:
