@@ -36,7 +36,8 @@ def build_pipeline(cfg: Settings, sinks: list[Sink], stats: Stats, *, live: bool
                               namespaces=f.namespaces, exclude_namespaces=f.exclude_namespaces, kinds=f.kinds,
                               names=f.names, field_selector=f.field_selector)
     return Pipeline(sinks, stats=stats, predicate=predicate, cluster=cfg.records.cluster_name,
-                    max_message_bytes=cfg.records.max_message_bytes, recurring=cfg.records.recurring, live=live)
+                    max_message_bytes=cfg.records.max_message_bytes, max_record_bytes=cfg.records.max_record_bytes,
+                    recurring=cfg.records.recurring, live=live)
 
 
 def close_sinks(sinks: list[Sink], timeout: float) -> bool:
@@ -79,9 +80,10 @@ def replay(cfg: Settings, path: str) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     failed: BaseException | None = None
+    skipped = 0
     try:
         with src:
-            source.run(pipeline, src)
+            skipped = source.run(pipeline, src)
     except (SinkFatal, SinkInterrupted) as exc:  # a sink can never deliver again, or a signal
         failed = exc
     finally:
@@ -98,8 +100,10 @@ def replay(cfg: Settings, path: str) -> int:
         delivered = False
     log.info("replay_done", occurrences=stats.received_occurrences, deleted=stats.deleted,
              filtered=stats.filtered, decode_errors=stats.decode_errors, bookmarks=stats.bookmarks,
-             delivered=delivered)
-    return 0 if delivered else 1
+             skipped=skipped, delivered=delivered)
+    if not delivered:
+        return 1
+    return source.EXIT_SKIPPED if skipped else 0
 
 
 def run(cfg: Settings) -> int:

@@ -54,6 +54,9 @@ class RecordSettings:
     cluster_name: str | None = None        # written into every record, so one topic can hold many clusters
     recurring: str = "every"               # "every": each occurrence is a record; "count_delta": only count changes
     max_message_bytes: int = 8192          # UTF-8 bytes; longer messages are truncated with a marker, never dropped
+    max_record_bytes: int = 983040         # encoded record, newline included (960 KiB): under Kafka's defaults
+                                           # (producer message.max.bytes 1000000, broker 1048588) with room for
+                                           # key and headers; longer strings are cut with a marker to fit
 
 
 @dataclass
@@ -327,6 +330,9 @@ def check(s: Settings) -> None:
     if s.sinks.otlp.enabled:
         from exporter.sinks.otlp import check_settings as check_otlp
         check_otlp(s.sinks.otlp)
+    if s.records.max_message_bytes > s.records.max_record_bytes:
+        raise ConfigError("records.max_message_bytes", "larger than records.max_record_bytes",
+                          "lower records.max_message_bytes, or raise records.max_record_bytes")
     if not (s.sinks.stdout.enabled or s.sinks.kafka.enabled or s.sinks.otlp.enabled):
         raise ConfigError("sinks", "no sink is enabled", "enable sinks.stdout, sinks.kafka or sinks.otlp")
     if s.leader_election.enabled:
