@@ -1,4 +1,8 @@
-"""Wiring and lifecycle: settings -> sinks -> pipeline -> source; SIGTERM drain; final checkpoint."""
+"""Wiring: settings -> sinks -> pipeline, shared by the live run (exporter/runner.py) and replay.
+
+The live lifecycle (watch, checkpoints, SIGTERM drain) is runner.py, which imports
+this module; this module never imports it back (the CLI picks one or the other).
+"""
 from __future__ import annotations
 
 import sys
@@ -40,8 +44,8 @@ def close_sinks(sinks: list, timeout: float) -> bool:
     for s in sinks:
         try:
             s.close(timeout)
-        except Exception as exc:  # one sink failing to close must not stop the others
-            log.error("sink_close_failed", sink=s.name, error=str(exc))
+        except Exception:  # noqa: BLE001 - one sink failing to close must not stop the others
+            log.get(sink=s.name).exception("sink_close_failed")
             ok = False
     return ok
 
@@ -52,10 +56,11 @@ def replay(cfg: Settings, path: str) -> int:
     stats = Stats()
     sinks = build_sinks(cfg, stats)
     pipeline = build_pipeline(cfg, sinks, stats, live=False)
+    lg = log.get(input=path)
     try:
         src = sys.stdin.buffer if path == "-" else open(path, "rb")
     except OSError as exc:
-        log.error("replay_input_unreadable", path=path, error=exc.strerror)
+        lg.error("replay_input_unreadable", error=exc.strerror, fix="give a readable file, or - for stdin")
         return 2
     try:
         with src:
@@ -64,12 +69,7 @@ def replay(cfg: Settings, path: str) -> int:
         return 0
     finally:
         delivered = close_sinks(sinks, 30.0)
-    log.info("replay_done", occurrences=stats.received_occurrences, deleted=stats.deleted,
-             filtered=stats.filtered, decode_errors=stats.decode_errors, bookmarks=stats.bookmarks,
-             delivered=delivered)
+    lg.info("replay_done", occurrences=stats.received_occurrences, deleted=stats.deleted,
+            filtered=stats.filtered, decode_errors=stats.decode_errors, bookmarks=stats.bookmarks,
+            delivered=delivered)
     return 0 if delivered else 1
-
-
-def run(cfg: Settings) -> int:
-    from exporter import runner
-    return runner.run(cfg)

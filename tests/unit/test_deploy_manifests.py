@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter import settings
+from exporter import config
 
 ROOT = Path(__file__).resolve().parents[2] / "deploy" / "kustomize"
 BASE = ROOT / "base"
@@ -28,7 +28,7 @@ def by_kind(path: Path, kind: str) -> list[dict]:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.parent.name)
 def test_shipped_config_loads(path, monkeypatch):
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", "x")
-    cfg = settings.load(str(path), {"KAFKA_SASL_PASSWORD": "x"})
+    cfg = config.load(str(path), {"KAFKA_SASL_PASSWORD": "x"})
     assert cfg.server.listen.endswith(":8080")
     assert cfg.checkpoint.store == "kubernetes"
     assert cfg.checkpoint.namespace is None and cfg.leader_election.namespace is None  # own namespace
@@ -37,7 +37,7 @@ def test_shipped_config_loads(path, monkeypatch):
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.parent.name)
 def test_role_resource_names_match_config(path, monkeypatch):
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", "x")
-    cfg = settings.load(str(path), {"KAFKA_SASL_PASSWORD": "x"})
+    cfg = config.load(str(path), {"KAFKA_SASL_PASSWORD": "x"})
     role = by_kind(BASE / "rbac.yaml", "Role")[0]
     named = {(r["apiGroups"][0], r["resources"][0]): set(r.get("resourceNames", [])) for r in role["rules"]
              if r.get("resourceNames")}
@@ -63,7 +63,7 @@ def test_role_never_grants_wildcards_list_or_delete():
 
 def test_namespaced_overlay_roles_cover_configured_namespaces():
     ov = ROOT / "overlays" / "namespaced"
-    cfg = settings.load(str(ov / "config.yaml"), {})
+    cfg = config.load(str(ov / "config.yaml"), {})
     role_ns = {r["metadata"]["namespace"] for r in by_kind(ov / "watch-roles.yaml", "Role")}
     binding_ns = {r["metadata"]["namespace"] for r in by_kind(ov / "watch-roles.yaml", "RoleBinding")}
     assert role_ns == binding_ns == set(cfg.kubernetes.namespaces)
