@@ -39,7 +39,11 @@ def _scrub(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutab
 
 
 def configure(level: str = "info", fmt: str = "json", *, cache: bool = False) -> None:
-    """Level (case-insensitive), renderer (json | console), and logger caching (see the module docstring)."""
+    """Level (case-insensitive), renderer (json | console), and logger caching (see the module docstring).
+
+    Loggers from :func:`get` made before a later call keep the configuration they were cached with.
+    """
+    global _logger
     renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
                      else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
@@ -54,10 +58,11 @@ def configure(level: str = "info", fmt: str = "json", *, cache: bool = False) ->
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=cache,
     )
+    _logger = structlog.get_logger(NAME)  # a lazy proxy: resolved (and, with caching, kept) on first use
 
 
+_logger: Any = None
 configure()
-_logger = structlog.get_logger(NAME)  # a lazy proxy: resolved (and, with caching, kept) on first use
 
 
 def get(**context: Any) -> Any:
