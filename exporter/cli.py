@@ -62,7 +62,8 @@ def _flags(p: argparse.ArgumentParser, prefix: str) -> None:
     p.add_argument("--kubeconfig", dest=prefix + "kubeconfig", default=d, metavar="FILE")
     p.add_argument("--context", dest=prefix + "context", default=d, metavar="NAME", help="kubeconfig context")
     p.add_argument("--api", dest=prefix + "api", default=d, metavar="API", help="events.k8s.io/v1 (default) or v1")
-    p.add_argument("--cluster-name", dest=prefix + "cluster_name", default=d, metavar="NAME", help="written into every record")
+    p.add_argument("--cluster-name", dest=prefix + "cluster_name", default=d, metavar="NAME",
+                   help="written into every record")
     p.add_argument("--field-selector", dest=prefix + "field_selector", default=d, metavar="SELECTOR",
                    help="client-side filter, kubectl syntax: type!=Normal,reason=BackOff")
     p.add_argument("--checkpoint-file", dest=prefix + "checkpoint_file", default=d, metavar="FILE",

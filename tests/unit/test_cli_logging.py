@@ -73,7 +73,8 @@ def test_caching_is_on_once_configured_by_the_cli():
 def test_every_log_line_masks_url_credentials_and_registered_secrets():
     (line,) = run("""
         from exporter import config, log
-        config.load(None, {}, [("sinks.otlp.enabled", True), ("sinks.otlp.headers", {"x-honeycomb-team": "hc-SECRET-1"}),
+        config.load(None, {}, [("sinks.otlp.enabled", True),
+                               ("sinks.otlp.headers", {"x-honeycomb-team": "hc-SECRET-1"}),
                                ("sinks.otlp.endpoint", "http://kee:pw-SECRET-2@collector:4318")])
         log.get(sink="otlp").warning("export_failed_retrying",
                                      error="POST http://kee:pw-SECRET-2@collector:4318/v1/logs: 401 for hc-SECRET-1",
