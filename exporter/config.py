@@ -28,6 +28,9 @@ from exporter.settings import Settings
 
 _LABEL = r"[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][-A-Za-z0-9_.]*")
+#: a mounted secret is a short file; more than this is not one (and /dev/zero would never end)
+MAX_SECRET_FILE_BYTES = 65536
 _OTLP_HEADER_ENV = ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")
 
 
@@ -106,6 +109,10 @@ def _sink_problems(s: Settings, env: dict[str, str]) -> Iterator[tuple[str, str,
                    "set sinks.kafka.brokers to host:port[,host:port]")
         for p in broker_problems(kafka.brokers):
             yield "sinks.kafka.brokers", p, "set sinks.kafka.brokers to host:port[,host:port]"
+        for key, path in _flat(kafka.secrets_from_files).items():
+            for p in secret_file_problems(path):
+                yield (f"sinks.kafka.secrets_from_files.{key}", p,
+                       "mount the Secret at that path (a volume) and check the file name")
         from exporter.sinks.kafka import check_settings, producer_config
         check_settings(kafka, env)
         from exporter.sinks.kafka_check import check_kafka_config
@@ -120,6 +127,13 @@ def _sink_problems(s: Settings, env: dict[str, str]) -> Iterator[tuple[str, str,
         if otlp.endpoint:
             for p in url_port_problems(otlp.endpoint):
                 yield "sinks.otlp.endpoint", p, "use http(s)://host:port with port 1-65535, e.g. http://collector:4317"
+        for name, value in otlp.headers.items():
+            if not _HEADER_NAME.fullmatch(name):
+                yield (f"sinks.otlp.headers.{name}", "not a valid header name",
+                       "letters, digits and - _ . only (gRPC metadata and HTTP headers alike)")
+            elif any(ord(c) < 0x20 or ord(c) == 0x7F for c in value) or not value.isascii():
+                yield (f"sinks.otlp.headers.{name}", "the value holds control or non-ASCII characters",
+                       "headers carry printable ASCII only (a newline in a YAML block scalar is the usual cause)")
         if otlp.retry_backoff_initial_seconds > otlp.retry_backoff_max_seconds:
             yield ("sinks.otlp.retry_backoff_initial_seconds", "more than retry_backoff_max_seconds",
                    "set retry_backoff_initial_seconds <= retry_backoff_max_seconds")
@@ -191,15 +205,29 @@ def _is_ipv6(host: str) -> bool:
 
 def url_port_problems(url: str) -> list[str]:
     """A URL (or gRPC host:port) whose port is outside 1-65535, or that has no host."""
-    parts = urlsplit(url if "://" in url else f"//{url}")
     try:
+        parts = urlsplit(url if "://" in url else f"//{url}")
         port = parts.port
     except ValueError:
-        return [f"{redact.mask_url(url)!r}: the port is not a number from 1 to 65535"]
+        return [f"{redact.mask_url(url)!r} is not a URL, or its port is not a number from 1 to 65535"]
     if port == 0:
         return [f"{redact.mask_url(url)!r}: port 0"]
     if not parts.hostname:
         return [f"{redact.mask_url(url)!r} has no host"]
+    return []
+
+
+def secret_file_problems(path: str) -> list[str]:
+    """A secret file must be a readable regular file of at most MAX_SECRET_FILE_BYTES."""
+    import stat
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as exc:
+        return [f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"]
+    if not stat.S_ISREG(st.st_mode):
+        return [f"{path} is not a regular file"]
+    if st.st_size > MAX_SECRET_FILE_BYTES:
+        return [f"{path} is {st.st_size} bytes, more than a secret ({MAX_SECRET_FILE_BYTES})"]
     return []
 
 
@@ -224,11 +252,12 @@ def register_secrets(s: Settings, env: dict[str, str]) -> None:
         if isinstance(var, str) and var in env:
             redact.register_secret(env[var])
     for path in _flat(kafka.secrets_from_files).values():
-        try:
-            with open(path, encoding="utf-8") as f:
-                redact.register_secret(f.read().rstrip("\r\n"))
-        except (OSError, TypeError, ValueError):
-            pass  # the sink's own check names the unreadable file
+        if isinstance(path, str) and not secret_file_problems(path):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    redact.register_secret(f.read(MAX_SECRET_FILE_BYTES).rstrip("\r\n"))
+            except (OSError, ValueError):
+                pass  # named by the checks that follow
 
 
 def _flat(conf: dict[str, Any], prefix: str = "") -> dict[str, Any]:

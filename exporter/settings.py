@@ -312,7 +312,40 @@ def config_schema() -> dict[str, Any]:
     return json.loads((SCHEMA_DIR / "config.schema.json").read_text())
 
 
+#: deeper than any setting (sinks.kafka.config.a.b.c... is the deepest real one)
+MAX_DEPTH = 24
+#: values in one document; a YAML alias bomb expands to far more than any real file holds
+MAX_NODES = 100_000
+
+
+def _shape(doc: Any) -> None:
+    """Refuse documents no setting can have: alias loops, absurd depth, alias bombs (before anything walks them)."""
+    nodes = 0
+
+    def walk(value: Any, path: list[str], on_path: set[int]) -> None:
+        nonlocal nodes
+        nodes += 1
+        where = ".".join(path) or "(top level)"
+        if nodes > MAX_NODES:
+            raise ConfigError(where, f"the document holds more than {MAX_NODES} values",
+                              "check YAML aliases (*name): each use repeats what the anchor holds")
+        if not isinstance(value, (dict, list)):
+            return
+        if id(value) in on_path:
+            raise ConfigError(where, "contains itself (a YAML alias inside its own anchor)", "remove the alias loop")
+        if len(path) > MAX_DEPTH:
+            raise ConfigError(where, f"nested deeper than {MAX_DEPTH} levels", "see docs/configuration.md")
+        on_path.add(id(value))
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in items:
+            walk(v, [*path, str(k)], on_path)
+        on_path.discard(id(value))
+
+    walk(doc, [], set())
+
+
 def validate(doc: dict[str, Any]) -> None:
+    _shape(doc)
     _check(doc, config_schema(), [])
 
 

@@ -121,3 +121,29 @@ def test_every_librdkafka_problem_is_found_not_only_the_first():
                                                               "sasl.mechanism": "SCRAM-SHA-512"})[0]
     assert check_kafka_config({"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
                                "sasl.username": "kee", "sasl.password": "pw"}) == []
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in zip("abcde", "bcdef", strict=True))
+
+
+@pytest.mark.parametrize("text,field,says", [
+    ('sinks: {kafka: {enabled: true, brokers: "a:1", config: &a {x: *a}}}', "sinks.kafka.config.x", "itself"),
+    (BOMB, None, "more than 100000 values"),
+    ("kubernetes: {namespaces: " + "[" * 50 + "]" * 50 + "}", None, "nested deeper"),
+    ("kubernetes: {namespaces: " + "[" * 5000 + "]" * 5000 + "}", None, "YAML"),
+    ('sinks: {otlp: {enabled: true, endpoint: "http://[::1"}}', "sinks.otlp.endpoint", "not a URL"),
+    ('sinks: {otlp: {enabled: true, headers: {x-team: "a\\nb"}}}', "sinks.otlp.headers.x-team", "control"),
+    ('sinks: {otlp: {enabled: true, headers: {"bad header": "v"}}}', "sinks.otlp.headers.bad header", "name"),
+    ('sinks: {kafka: {enabled: true, brokers: "a:1", secrets_from_files: {sasl.password: /dev/zero}}}',
+     "sinks.kafka.secrets_from_files.sasl.password", "not a regular file"),
+    ("kubernetes: {page_size: !!python/object:os.system x}", None, "not valid YAML"),
+])
+def test_hostile_documents_are_refused_not_crashed_on(tmp_path, text, field, says):
+    f = tmp_path / "config.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        config.load(str(f), {}, [])
+    assert says in e.value.problem, e.value
+    if field:
+        assert e.value.field == field
