@@ -31,6 +31,7 @@ _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][-A-Za-z0-9_.]*")
 #: a mounted secret is a short file; more than this is not one (and /dev/zero would never end)
 MAX_SECRET_FILE_BYTES = 65536
+_OTLP_ENDPOINT_ENV = ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _OTLP_HEADER_ENV = ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")
 
 
@@ -124,9 +125,12 @@ def _sink_problems(s: Settings, env: dict[str, str]) -> Iterator[tuple[str, str,
                    "check the name and value in librdkafka's CONFIGURATION.md (sinks.kafka.config passes keys "
                    "through as they are)")
     if otlp.enabled:
-        if otlp.endpoint:
-            for p in url_port_problems(otlp.endpoint):
-                yield "sinks.otlp.endpoint", p, "use http(s)://host:port with port 1-65535, e.g. http://collector:4317"
+        # the endpoint in effect: the setting, else the standard environment (docs/otlp.md)
+        candidates = [("sinks.otlp.endpoint", otlp.endpoint)] + [(name, env.get(name)) for name in _OTLP_ENDPOINT_ENV]
+        source, endpoint = next(((k, v) for k, v in candidates if v), ("", None))
+        if endpoint:
+            for p in url_port_problems(endpoint):
+                yield source, p, "use http(s)://host:port with port 1-65535, e.g. http://collector:4317"
         for name, value in otlp.headers.items():
             if not _HEADER_NAME.fullmatch(name):
                 yield (f"sinks.otlp.headers.{name}", "not a valid header name",
@@ -239,7 +243,7 @@ def register_secrets(s: Settings, env: dict[str, str]) -> None:
     for name in _OTLP_HEADER_ENV:
         for item in (env.get(name) or "").split(","):
             redact.register_secret(unquote(item.partition("=")[2]).strip())
-    for url in (otlp.endpoint, env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"), env.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
+    for url in (otlp.endpoint, *(env.get(name) for name in _OTLP_ENDPOINT_ENV)):
         if url and "@" in url:
             userinfo = urlsplit(url if "://" in url else f"//{url}").netloc.rpartition("@")[0]
             redact.register_secret(userinfo)

@@ -93,6 +93,13 @@ def test_accepted(overrides):
     load(*overrides, env={"KAFKA_PASSWORD": "s3cret-pw"})
 
 
+def test_otlp_endpoint_from_the_environment_is_checked_too():
+    with pytest.raises(ConfigError) as e:
+        load(*OTLP, env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:70000"})
+    assert e.value.field == "OTEL_EXPORTER_OTLP_ENDPOINT"
+    load(*OTLP, ("sinks.otlp.endpoint", "http://collector:4317"), env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:0"})
+
+
 def test_log_level_is_case_insensitive():
     assert load(("log.level", "WARNING")).log.level == "warning"
 
