@@ -6,6 +6,7 @@ this module; this module never imports it back (the CLI picks one or the other).
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from exporter import log
 from exporter.metrics import Stats
@@ -14,8 +15,8 @@ from exporter.settings import Settings
 from exporter.transforms import filters
 
 
-def build_sinks(cfg: Settings, stats: Stats) -> list:
-    sinks = []
+def build_sinks(cfg: Settings, stats: Stats) -> list[Any]:
+    sinks: list[Any] = []
     if cfg.sinks.stdout.enabled:
         from exporter.sinks.stdout import StdoutSink
         sinks.append(StdoutSink(buffer_bytes=cfg.sinks.stdout.buffer_bytes))

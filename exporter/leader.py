@@ -122,7 +122,7 @@ class LeaderElector:
         with self._lock:
             self._on_lost = fn
             fire = self._lost and fn is not None
-        if fire:
+        if fire and fn is not None:
             self._call(fn)
 
     def acquire(self) -> bool:

@@ -29,7 +29,7 @@ def make_store(cfg: Settings, client: KubeClient):
     c = cfg.checkpoint
     if c.store == "file":
         from exporter.checkpoint.file import FileStore
-        return FileStore(c.path)
+        return FileStore(c.path or "")  # config.check refuses the file store without a path
     if c.store == "kubernetes":
         from exporter.checkpoint.kube import ConfigMapStore
         return ConfigMapStore(client, c.namespace or client.own_namespace(), c.name)
@@ -164,14 +164,14 @@ def run(cfg: Settings) -> int:
         checkpoint()
         for src in sources:
             if src.fatal is not None:
-                exc = src.fatal
+                failure = src.fatal
                 slog = lg.bind(stream=src.stream.key)
-                if isinstance(exc, Forbidden):
-                    slog.error("kubernetes_forbidden", error=exc.message,
+                if isinstance(failure, Forbidden):
+                    slog.error("kubernetes_forbidden", error=failure.message,
                                fix="grant get/list/watch on events to this identity")
                     exit_code = EXIT_API
                 else:
-                    slog.error("watch_source_failed", exc_info=exc)  # with its traceback
+                    slog.error("watch_source_failed", exc_info=failure)  # with its traceback
                     exit_code = EXIT_FAIL
                 stop.set()
         for sink in sinks:

@@ -192,7 +192,7 @@ class Settings:
 
 # --- loading -----------------------------------------------------------------
 
-def _yaml():
+def _yaml() -> Any:
     import yaml
     return yaml
 
@@ -309,7 +309,8 @@ def _check(value: Any, schema: dict[str, Any], path: list[str]) -> None:
 
 def config_schema() -> dict[str, Any]:
     import json
-    return json.loads((SCHEMA_DIR / "config.schema.json").read_text())
+    schema: dict[str, Any] = json.loads((SCHEMA_DIR / "config.schema.json").read_text())
+    return schema
 
 
 #: deeper than any setting (sinks.kafka.config.a.b.c... is the deepest real one)
@@ -349,7 +350,7 @@ def validate(doc: dict[str, Any]) -> None:
     _check(doc, config_schema(), [])
 
 
-def _build(cls, data: dict[str, Any]):
+def _build(cls: Any, data: dict[str, Any]) -> Any:
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
