@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 
 #: field labels the apiserver accepts in an Event field selector, per API version
-#: (pkg/apis/core/v1/conversion.go and pkg/apis/events/v1/conversion.go)
+#: (pkg/apis/core/v1/conversion.go and pkg/apis/events/v1/conversion.go; checked against a
+#: real apiserver by tests/integration/test_settings_selectors.py)
 EVENT_FIELDS: dict[str, frozenset[str]] = {
     "v1": frozenset({
         "metadata.name", "metadata.namespace", "involvedObject.kind", "involvedObject.namespace",
@@ -23,7 +24,7 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
     "events.k8s.io/v1": frozenset({
         "metadata.name", "metadata.namespace", "regarding.kind", "regarding.namespace", "regarding.name",
         "regarding.uid", "regarding.apiVersion", "regarding.resourceVersion", "regarding.fieldPath", "reason",
-        "reportingController", "type", "deprecatedSource"}),
+        "reportingController", "type"}),
 }
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -144,16 +145,14 @@ def label_selector_problems(selector: str) -> list[str]:
             problems.append(why)
         op = m.group("op")
         if op in ("<", ">"):
-            if not re.fullmatch(r"-?\d+", m.group("value") or ""):
-                problems.append(f"{key}{op}{m.group('value')}: '<' and '>' need an integer")
+            if not re.fullmatch(r"\d+", m.group("value") or ""):
+                problems.append(f"{key}{op}{m.group('value')}: '<' and '>' need a non-negative integer")
         elif op:
             why = _label_value_problem(m.group("value") or "")
             if why:
                 problems.append(why)
         elif m.group("setop"):
-            values = [v.strip() for v in m.group("values").split(",")]
-            if values == [""]:
-                problems.append(f"{key} {m.group('setop')} (): the set needs at least one value")
+            values = [v.strip() for v in m.group("values").split(",")]  # "()" is an empty set: accepted
             problems.extend(p for p in map(_label_value_problem, values) if p)
         pos = m.end()
         if pos == len(selector):
