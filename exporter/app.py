@@ -1,7 +1,12 @@
-"""Wiring and lifecycle: settings -> sinks -> pipeline -> source; SIGTERM drain; final checkpoint."""
+"""Wiring: settings -> sinks -> pipeline, shared by the live run (exporter/runner.py) and replay.
+
+The live lifecycle (watch, checkpoints, SIGTERM drain) is runner.py, which imports
+this module; this module never imports it back (the CLI picks one or the other).
+"""
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from exporter import log
 from exporter.errors import SinkFatal
@@ -48,8 +53,8 @@ def close_sinks(sinks: list[Sink], timeout: float) -> bool:
             s.close(timeout)
         except SinkFatal:  # the sink logged what it could not deliver (sink_undelivered_at_close)
             ok = False
-        except Exception as exc:  # noqa: BLE001 - one sink failing to close must not stop the others
-            log.error("sink_close_failed", sink=s.name, error=str(exc))
+        except Exception:  # noqa: BLE001 - one sink failing to close must not stop the others
+            log.get(sink=s.name).exception("sink_close_failed")
             ok = False
     return ok
 
@@ -62,10 +67,11 @@ def replay(cfg: Settings, path: str) -> int:
     stats = Stats()
     sinks = build_sinks(cfg, stats)
     pipeline = build_pipeline(cfg, sinks, stats, live=False)
+    lg = log.get(input=path)
     try:
         src = sys.stdin.buffer if path == "-" else open(path, "rb")
     except OSError as exc:
-        log.error("replay_input_unreadable", path=path, error=exc.strerror)
+        lg.error("replay_input_unreadable", error=exc.strerror, fix="give a readable file, or - for stdin")
         return 2
     stopped: list[str] = []
 
@@ -94,18 +100,14 @@ def replay(cfg: Settings, path: str) -> int:
         # after a signal, a short drain: the person asked to stop
         delivered = close_sinks(sinks, REPLAY_SIGNAL_DRAIN if stopped else REPLAY_DRAIN)
     if failed is not None:
-        log.error("replay_stopped", reason=stopped[0] if stopped else "sink_failed", error=str(failed),
-                  fix="" if stopped else "the output was closed or failed before every record was delivered; "
-                                         "see the sink_fatal log")
+        lg.error("replay_stopped", reason=stopped[0] if stopped else "sink_failed", error=str(failed),
+                 fix="" if stopped else "the output was closed or failed before every record was delivered; "
+                                        "see the sink_fatal log")
         delivered = False
-    log.info("replay_done", occurrences=stats.received_occurrences, deleted=stats.deleted,
-             filtered=stats.filtered, decode_errors=stats.decode_errors, bookmarks=stats.bookmarks,
-             skipped=skipped, delivered=delivered)
+    lg.info("replay_done", occurrences=stats.received_occurrences, deleted=stats.deleted,
+            filtered=stats.filtered, decode_errors=stats.decode_errors, bookmarks=stats.bookmarks,
+            skipped=skipped, delivered=delivered)
     if not delivered:
         return 1
     return source.EXIT_SKIPPED if skipped else 0
 
-
-def run(cfg: Settings) -> int:
-    from exporter import runner
-    return runner.run(cfg)
