@@ -308,7 +308,7 @@ def test_client_cert_needs_key(tmp_path):
 def test_transport_answers_connection_refused_without_raising_or_hanging(protocol):
     import time
 
-    from exporter.sinks.otlp.transport import build
+    from exporter.sinks.otlp.sink import build_transport as build
     r = resolved(protocol=protocol, endpoint="http://127.0.0.1:9", timeout_seconds=2)
     t = build(r)
     try:

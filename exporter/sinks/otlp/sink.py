@@ -32,7 +32,7 @@ from exporter.sinks.otlp.config import Resolved
 from exporter.sinks.otlp.encode import Encoder
 from exporter.sinks.otlp.mapping import static_resource
 from exporter.sinks.otlp.proto import partial_success
-from exporter.sinks.otlp.transport import Transport, build
+from exporter.sinks.otlp.transport import Transport
 
 _AUTH = Condition("authentication", "sinks.otlp.headers",
                   "the receiver refuses the credentials: correct the authorization/API key header "
@@ -66,6 +66,15 @@ def _secrets(r: Resolved) -> list[str]:
     return out
 
 
+
+def build_transport(r: Resolved) -> Transport:
+    """The transport for r.protocol; its library (grpcio or requests) is imported only when used."""
+    if r.protocol == "grpc":
+        from exporter.sinks.otlp.grpc_transport import GrpcTransport
+        return GrpcTransport(r)
+    from exporter.sinks.otlp.http_transport import HttpTransport
+    return HttpTransport(r)
+
 class OtlpSink(BatchingSink):
     """See the module docstring."""
 
@@ -78,7 +87,7 @@ class OtlpSink(BatchingSink):
         self.resolved = Resolved(cfg, env)
         secrets = _secrets(self.resolved)
         self.stats = stats if stats is not None else Stats()
-        self._transport = transport if transport is not None else build(self.resolved)
+        self._transport = transport if transport is not None else build_transport(self.resolved)
         self._encoder = Encoder(static_resource(cluster, cfg.resource_attributes, env))
         self._encode = self._encoder.encode
         self.rejected = 0

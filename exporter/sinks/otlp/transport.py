@@ -1,4 +1,4 @@
-"""What an OTLP transport answers, and the choice of transport (gRPC or HTTP) for the resolved settings.
+"""What an OTLP transport answers, and what it must do (the sink chooses one: sink.build_transport).
 
 A transport sends one serialised ``ExportLogsServiceRequest`` and says what came back;
 it does not retry (the sink does, with the shared backoff). Each transport is the only
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
-
-from exporter.sinks.otlp.config import Resolved
 
 
 @dataclass(frozen=True)
@@ -32,12 +30,3 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Release connections."""
-
-
-def build(r: Resolved) -> Transport:
-    """The transport for r.protocol; its library is imported only when used."""
-    if r.protocol == "grpc":
-        from exporter.sinks.otlp.grpc_transport import GrpcTransport
-        return GrpcTransport(r)
-    from exporter.sinks.otlp.http_transport import HttpTransport
-    return HttpTransport(r)
