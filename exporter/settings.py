@@ -104,7 +104,7 @@ class KafkaSettings:
     retry_backoff_initial_ms: int = 500    # first delay before the sink re-produces a failed record; doubled
     retry_backoff_max_ms: int = 30000      # cap of that delay: a fixed broker is used within 30 s
     headers: bool = True                   # headers type, reason, namespace, cluster (absent when null)
-    config: dict[str, Any] = field(default_factory=dict)  # passed to librdkafka as is (security.protocol, sasl.*, ssl.*)
+    config: dict[str, Any] = field(default_factory=dict)  # to librdkafka as is (security.protocol, sasl.*, ssl.*)
     secrets_from_env: dict[str, str] = field(default_factory=dict)    # librdkafka key -> env var holding the value
     secrets_from_files: dict[str, str] = field(default_factory=dict)  # librdkafka key -> file holding the value
 
@@ -217,7 +217,7 @@ def parse_scalar(text: str) -> Any:
     """'3' -> 3, 'true' -> True, '[a, b]' -> list; anything unparsable stays a string."""
     try:
         return _yaml().safe_load(text) if text != "" else ""
-    except Exception:
+    except Exception:  # noqa: BLE001 - any YAML error (or a recursion limit): the text is meant as a plain string
         return text
 
 

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.real
 
 REPO = Path(__file__).resolve().parents[2]
 from tests.support.streams import GEN_STREAM as GEN  # noqa: E402
+
 RECORD_SCHEMA = REPO / "schemas" / "record.v1.schema.json"
 
 
@@ -408,9 +409,11 @@ def test_live_exporter_killed_while_broker_down_delivers_everything_after_restar
         exp = Exporter(["run", "--kubeconfig", str(cp.kubeconfig), "--namespace", namespace, "--listen", "127.0.0.1:0",
                         "--checkpoint-file", str(ckpt), "--set", "checkpoint.interval_seconds=0.5",
                         "--set", "kubernetes.backoff_max_seconds=2",
-                        "--set", "sinks.kafka.enabled=true", "--set", f"sinks.kafka.brokers={kafka_broker.bootstrap_servers}",
+                        "--set", "sinks.kafka.enabled=true",
+                        "--set", f"sinks.kafka.brokers={kafka_broker.bootstrap_servers}",
                         "--set", f"sinks.kafka.topic={topic}", "--set", "sinks.kafka.linger_ms=5",
-                        "--set", "sinks.kafka.delivery_timeout_ms=3000", "--set", "sinks.kafka.retry_backoff_max_ms=1000"],
+                        "--set", "sinks.kafka.delivery_timeout_ms=3000",
+                        "--set", "sinks.kafka.retry_backoff_max_ms=1000"],
                        tmp_path / f"run{n}.log")
         exp.wait_log("stream_resuming" if n else "stream_starting", timeout=60)
         return exp
