@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
             return app.replay(cfg, opts["file"])
         from exporter import runner
         return runner.run(cfg)
+    except KeyboardInterrupt:  # Ctrl-C during a replay (a run handles SIGINT itself and drains)
+        lg.warning("interrupted", effect="records not yet confirmed by the sinks may not have been delivered")
+        return EXIT_FAIL
     except Exception:  # noqa: BLE001 - a crash is logged with its traceback, and exits 1
         lg.exception("crashed", version=version())
         return EXIT_FAIL
