@@ -154,3 +154,15 @@ def test_hostile_documents_are_refused_not_crashed_on(tmp_path, text, field, say
     assert says in e.value.problem, e.value
     if field:
         assert e.value.field == field
+
+
+@pytest.mark.parametrize("overrides,field", [
+    ([("sinks.kafka.config", {"sasl.password": ["hunter2-pw"]})], "sinks.kafka.config.sasl.password"),
+    ([("sinks.otlp.headers", {"x-honeycomb-team": 1234567890})], "sinks.otlp.headers.x-honeycomb-team"),
+    ([*OTLP, ("sinks.otlp.endpoint", "http://kee:hunter2-pw@collector:99999")], "sinks.otlp.endpoint"),
+])
+def test_errors_never_quote_a_secret_back(overrides, field):
+    with pytest.raises(ConfigError) as e:
+        load(*overrides)
+    assert e.value.field == field
+    assert "hunter2-pw" not in str(e.value) and "1234567890" not in str(e.value)
