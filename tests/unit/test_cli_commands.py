@@ -179,3 +179,18 @@ def test_otlp_retry_log_lines_never_show_url_credentials_or_header_values(tmp_pa
     assert failed, seen[-2000:]
     assert failed[0]["endpoint"] == "http://***@127.0.0.1:1/v1/logs"
     assert b"SECRET" not in seen
+
+
+def test_a_listen_address_in_use_is_known_only_at_start_and_exits_2_with_the_fix(tmp_path):
+    import socket
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        listen = f"127.0.0.1:{busy.getsockname()[1]}"
+        assert cli("--listen", listen, "--check-config").returncode == 0
+        p = cli("run", "--kubeconfig", str(kubeconfig), "--listen", listen)
+    assert p.returncode == 2 and b"Traceback" not in p.stderr
+    (line,) = [json.loads(x) for x in p.stderr.splitlines() if b"metrics_listen_failed" in x]
+    assert line["listen"] == listen and "server.listen" in line["fix"]
