@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import pytest
 
-from exporter import config
+from exporter import config, redact
 from exporter.errors import ConfigError
 
 KAFKA = [("sinks.kafka.enabled", True), ("sinks.kafka.brokers", "kafka-0.kafka:9092")]
 OTLP = [("sinks.otlp.enabled", True)]
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets():
+    """config.load registers secret values process-wide (for log masking): none leak into other tests."""
+    yield
+    redact.forget_secrets()
 
 
 def load(*overrides, env=None):

@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from exporter import config, settings
+from exporter import config, redact, settings
 from exporter.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets():
+    """config.load registers secret values process-wide (for log masking): none leak into other tests."""
+    yield
+    redact.forget_secrets()
 
 
 def test_defaults_load_and_layer_file_env_flags(tmp_path):
