@@ -97,8 +97,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def options(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any]]:
-    """Parsed arguments and the merged flag values (given after the command wins; lists add up)."""
+def options(argv: list[str] | None) -> dict[str, Any]:
+    """The flag values, those before and after the command merged (after wins; lists add up)."""
     args = parser().parse_args(argv)
     top = {k: v for k, v in vars(args).items() if not k.startswith(SUB)}
     sub = {k[len(SUB):]: v for k, v in vars(args).items() if k.startswith(SUB)}
@@ -109,7 +109,7 @@ def options(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any]]
     merged.setdefault("config", os.environ.get("KEE_CONFIG"))
     merged.setdefault("check_config", False)
     merged["command"] = args.command or "run"
-    return args, merged
+    return merged
 
 
 def overrides_from(opts: dict[str, Any]) -> list[tuple[str, Any]] | str:
@@ -136,7 +136,7 @@ def overrides_from(opts: dict[str, Any]) -> list[tuple[str, Any]] | str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _args, opts = options(argv)
+    opts = options(argv)
     from exporter import config, log
     from exporter.errors import ConfigError
 
