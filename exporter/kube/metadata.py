@@ -27,8 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from exporter import wire
 from exporter.errors import ApiError
 from exporter.kube.client import KubeClient
 
@@ -187,7 +186,7 @@ class MetadataReader:
                 self.requests += 1
                 raw = self.client.request_raw("GET", path, timeout=self.timeout)
                 self.bytes_read += len(raw)
-                doc = orjson.loads(raw)
+                doc = wire.loads(raw)
                 for r in doc.get("resources") or []:
                     if "/" not in r.get("name", "/") and r.get("kind"):
                         kinds[r["kind"]] = (r["name"], bool(r.get("namespaced")))
@@ -216,7 +215,7 @@ class MetadataReader:
         return self.parse(raw, namespace, name)
 
     def parse(self, raw: bytes, namespace: str | None, name: str) -> ObjectMeta:
-        doc = orjson.loads(raw)
+        doc = wire.loads(raw)
         md = doc.get("metadata") or {}
         owner = None
         for ref in md.get("ownerReferences") or ():

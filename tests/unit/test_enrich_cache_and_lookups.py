@@ -14,7 +14,8 @@ import pytest
 
 from exporter.errors import ApiError, Forbidden
 from exporter.kube.metadata import ObjectMeta, OwnerRef, Selector, approx_size
-from exporter.transforms.enrich import Enricher, TokenBucket, otel_attributes
+from exporter.sinks.otlp.semconv import otel_attributes
+from exporter.transforms.enrich import Enricher, TokenBucket
 from exporter.transforms.metacache import NEGATIVE_SIZE, MetaCache
 from tests.support.exporter_proc import RECORD_VALIDATOR
 
