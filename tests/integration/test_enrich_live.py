@@ -10,6 +10,7 @@
   start replays nothing (checkpoint semantics unchanged by enrichment);
 - a Pod owned by a custom resource (a CRD made here) gets that owner as its workload, its kind
   found through discovery;
+- to the real Collector, enriched records carry k8s.deployment.name, k8s.pod.label.<key>, ...;
 - the `enrich` overlay's RBAC: its ServiceAccount may GET exactly the kinds enrichment reads
   (no list/watch, no Secrets/ConfigMaps), and that is enough for complete records.
 """
@@ -355,5 +356,32 @@ spec:
                 "api_version": f"{group}/v1alpha1"}
         assert r["object"]["owner"] == want and r["workload"] == want
         assert r["object"]["labels"] == {"app": "checkout"} and not exp.invalid
+    finally:
+        exp.stop()
+
+
+def test_otlp_records_carry_the_k8s_semantic_convention_attributes(control_plane, otel_collector, namespace, tmp_path):
+    cp = control_plane
+    ns = namespace
+    col = otel_collector
+    cp.create_kwok_nodes(1)
+    exp = start(cp, tmp_path, ns, "--set", "sinks.otlp.enabled=true",
+                "--set", f"sinks.otlp.endpoint=http://{col.grpc_endpoint}",
+                "--set", "sinks.otlp.batch_timeout_seconds=0.2", "--cluster-name", f"enrich-{ns[-5:]}")
+    try:
+        exp.wait_log("stream_starting", 30)
+        cp.kubectl("create", "deployment", "otel-web", "--image=registry.example/w:1", "-n", ns)
+        recs = exp.wait_for(lambda r: scheduled(r, "otel-web-"), 60, "a Scheduled event")
+        rec = scheduled(recs, "otel-web-")[0]
+        assert rec["enrichment"] == "complete", rec
+
+        def mine(logs):
+            return [x for x in logs if x["resource"].get("k8s.object.name") == rec["object"]["name"]
+                    and x["attributes"].get("k8s.event.reason") == "Scheduled"]
+        got = mine(col.wait_for_logs(lambda logs: mine(logs), 30))[0]["resource"]
+        assert got["k8s.deployment.name"] == "otel-web" and got["k8s.deployment.uid"] == rec["workload"]["uid"]
+        assert got["k8s.replicaset.name"] == rec["object"]["owner"]["name"]
+        assert got["k8s.pod.name"] == rec["object"]["name"] and got["k8s.pod.label.app"] == "otel-web"
+        assert got["k8s.node.name"] == rec["node"] and got["k8s.workload.kind"] == "Deployment"
     finally:
         exp.stop()
