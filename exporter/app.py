@@ -67,6 +67,8 @@ def replay(cfg: Settings, path: str) -> int:
     sinks = build_sinks(cfg, stats)
     pipeline = build_pipeline(cfg, sinks, stats, live=False)
     lg = log.get(input=path)
+    if cfg.enrich.enabled:  # a replay reads a capture: the objects it names may be long gone
+        lg.warning("enrich_ignored_in_replay", fix="enrichment runs only in `run`; records are replayed as captured")
     try:
         src = sys.stdin.buffer if path == "-" else open(path, "rb")
     except OSError as exc:
