@@ -346,3 +346,48 @@ def test_after_close_records_still_go_out_partial():
     rec = record()
     e(rec)
     assert rec["enrichment"] == "partial" and rec["enrichment_reason"] == "error"
+
+
+class FakeClient:
+    """Answers discovery and object GETs from a dict path -> bytes; records the Accept header asked for."""
+
+    def __init__(self, answers: dict[str, bytes]) -> None:
+        self.answers = answers
+        self.asked: list[tuple[str, str | None]] = []
+
+    def request_raw(self, method, path, *, timeout=30.0, accept=None, **_kw):
+        self.asked.append((path, accept))
+        if path not in self.answers:
+            raise ApiError(404, "not found")
+        return self.answers[path]
+
+
+def test_kinds_map_to_api_paths_and_custom_kinds_are_discovered_once():
+    from exporter.kube.metadata import ACCEPT_METADATA, MetadataReader, UnknownKind
+    disc = b'{"resources": [{"name": "rollouts", "kind": "Rollout", "namespaced": true},' \
+           b' {"name": "rollouts/status", "kind": "Rollout", "namespaced": true}]}'
+    c = FakeClient({"/apis/argoproj.io/v1alpha1": disc})
+    r = MetadataReader(c, labels=Selector(["*"]), annotations=Selector([]), pod_node=True, timeout=1)
+    assert r.path("Pod", "v1", "shop", "web-1") == "/api/v1/namespaces/shop/pods/web-1"
+    assert r.path("Node", "v1", None, "n1") == "/api/v1/nodes/n1"
+    assert r.path("Node", "v1", "shop", "n1") == "/api/v1/nodes/n1"  # a Node owning a mirror Pod
+    assert r.path("Deployment", None, "shop", "web") == "/apis/apps/v1/namespaces/shop/deployments/web"
+    assert r.path("CronJob", "batch/v1", "shop", "n") == "/apis/batch/v1/namespaces/shop/cronjobs/n"
+    for _ in range(3):
+        assert (r.path("Rollout", "argoproj.io/v1alpha1", "shop", "co")
+                == "/apis/argoproj.io/v1alpha1/namespaces/shop/rollouts/co")
+    assert [p for p, _ in c.asked] == ["/apis/argoproj.io/v1alpha1"]  # discovered once
+    with pytest.raises(UnknownKind):
+        r.path("Widget", "argoproj.io/v1alpha1", "shop", "w")
+    with pytest.raises(UnknownKind):
+        r.path("Widget", None, "shop", "w")
+    c.answers["/api/v1/namespaces/shop/pods/p"] = b'{"metadata": {"uid": "u", "labels": {"a": "b"}}, ' \
+                                                   b'"spec": {"nodeName": "n1"}}'
+    c.answers["/apis/apps/v1/namespaces/shop/replicasets/rs"] = b'{"metadata": {"uid": "r", "ownerReferences": [' \
+        b'{"kind": "Deployment", "name": "d", "uid": "du", "apiVersion": "apps/v1"},' \
+        b'{"kind": "Deployment", "name": "d2", "uid": "d2u", "apiVersion": "apps/v1", "controller": true}]}}'
+    pod = r.get("Pod", "v1", "shop", "p")
+    assert pod.node == "n1" and pod.labels == {"a": "b"} and c.asked[-1][1] is None  # Pods read whole
+    rs = r.get("ReplicaSet", "apps/v1", "shop", "rs")
+    assert rs.owner is not None and rs.owner.name == "d2"  # the controller reference, not the first one
+    assert c.asked[-1][1] == ACCEPT_METADATA
