@@ -15,16 +15,21 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-trixie
 
 # --- build: the package and its locked dependencies, installed into /venv -------------
 FROM ${PYTHON_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 # Every dependency ships manylinux wheels (orjson, msgspec, PyYAML, grpcio, protobuf,
 # confluent-kafka with librdkafka inside; --only-binary makes sure): no compiler, even here.
 # Two steps so that a code change reuses the dependency layer: first the dependencies of
 # pyproject.toml, each at its version in requirements.lock (-c), then the package itself.
+# Optional build secrets, for a network that needs them (never stored in any layer):
+#   --secret id=pip.conf,src=<a pip.conf: index URL, cert = /run/secrets/ca.crt, ...>
+#   --secret id=ca.crt,src=<the CA bundle of a TLS-inspecting proxy>
 COPY requirements.lock pyproject.toml ./
-RUN python3 -m venv /venv \
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=pip.conf,target=/etc/pip.conf \
+    --mount=type=secret,id=ca.crt \
+    python3 -m venv /venv \
  && python3 -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > deps.txt \
  && /venv/bin/pip install --only-binary=:all: --no-compile -c requirements.lock -r deps.txt
 COPY README.md ./
@@ -37,7 +42,10 @@ COPY exporter ./exporter
 # anything left is not pinned by requirements.lock. Compile the bytecode here (the root
 # filesystem is read-only at run time, Python cannot cache it there), and check that the
 # entry point starts.
-RUN /venv/bin/pip install --no-deps --no-compile . \
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=pip.conf,target=/etc/pip.conf \
+    --mount=type=secret,id=ca.crt \
+    /venv/bin/pip install --no-deps --no-compile . \
  && /venv/bin/pip uninstall -y -q aiohttp aiohttp-retry aiohappyeyeballs aiosignal frozenlist multidict \
       propcache yarl pip setuptools wheel \
  && rm -rf /venv/lib/python3*/site-packages/kubernetes/aio \
@@ -64,7 +72,7 @@ LABEL org.opencontainers.image.title="kube-event-exporter" \
 # No installer in the runtime: the base's pip/setuptools/wheel (official image) and
 # ensurepip's bundled wheels (either base) go.
 RUN if python3 -m pip --version >/dev/null 2>&1; then python3 -m pip uninstall -y -q pip setuptools wheel; fi \
- && rm -rf /root/.cache /usr/local/lib/python3*/ensurepip /usr/lib/python3*/ensurepip /usr/share/python-wheels
+ && rm -rf /usr/local/lib/python3*/ensurepip /usr/lib/python3*/ensurepip /usr/share/python-wheels
 COPY --from=build /venv /venv
 ENV PATH=/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
