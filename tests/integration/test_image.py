@@ -22,7 +22,6 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 import tomllib
 import urllib.request
 import uuid
@@ -150,7 +149,8 @@ def test_image_has_no_build_tools_installers_or_build_secrets(image):
         assert (site[0] / "exporter" / "schemas" / "config.schema.json").is_file()  # a file, not a link
         for gone in ("pip", "setuptools", "wheel", "aiohttp", "kubernetes/aio"):
             assert not (site[0] / gone).exists(), f"{gone} is in the venv"
-        assert not list(root.glob("usr/lib/python3*/ensurepip")) and not list(root.glob("usr/local/lib/python3*/ensurepip"))
+        for pattern in ("usr/lib/python3*/ensurepip", "usr/local/lib/python3*/ensurepip"):
+            assert not list(root.glob(pattern)), pattern
         assert not (root / "usr/share/python-wheels").exists()
         assert not list(root.glob("usr/local/lib/python3*/site-packages/pip"))
         # what the build mounted (pip.conf, this machine's CA bundle) stayed out of the image

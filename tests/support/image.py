@@ -17,10 +17,11 @@ import json
 import os
 import resource
 import subprocess
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("KEE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
