@@ -33,9 +33,10 @@ import yaml
 from tests.components import free_port, wait_until
 from tests.support.events import core_event, create, v1_event
 from tests.support.exporter_proc import Exporter, ids
-from tests.support.image import Image, podman_base, ulimit_args
+from tests.support.image import BUILD_TIMEOUT, Image, podman_base, ulimit_args
 
-pytestmark = pytest.mark.image
+# the first test also waits for a cold build (scripts/image, up to BUILD_TIMEOUT)
+pytestmark = [pytest.mark.image, pytest.mark.timeout(BUILD_TIMEOUT + 600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 KUSTOMIZE = ROOT / "deploy" / "kustomize"
