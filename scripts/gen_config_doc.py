@@ -14,7 +14,7 @@ SECTIONS = {  # Settings attribute -> dataclass, in document order
     "kubernetes": "KubernetesSettings", "records": "RecordSettings", "filters": "FilterSettings",
     "sinks.stdout": "StdoutSettings", "sinks.kafka": "KafkaSettings", "sinks.otlp": "OtlpSettings",
     "checkpoint": "CheckpointSettings", "server": "ServerSettings", "log": "LogSettings",
-    "leader_election": "LeaderElectionSettings",
+    "leader_election": "LeaderElectionSettings", "sources.pod_terminations": "PodTerminationSettings",
 }
 
 HEAD = """# Configuration
