@@ -181,3 +181,11 @@ def test_the_checkpoint_value_carries_the_resource_version_and_the_high_water_ma
     assert decode_position(encode_position("12345", t(7))) == ("12345", t(7))
     assert decode_position(encode_position("12345", None)) == ("12345", None)
     assert decode_position(None) == (None, None)
+
+
+def test_the_terminations_overlay_config_loads_with_the_source_on():
+    from exporter import settings
+    path = Path(__file__).parents[2] / "deploy" / "kustomize" / "overlays" / "terminations" / "config.yaml"
+    cfg = settings.load(str(path), {})
+    assert cfg.sources.pod_terminations.enabled and cfg.checkpoint.store == "kubernetes"
+    assert not settings.load(None, {}).sources.pod_terminations.enabled  # off by default
