@@ -12,7 +12,10 @@ from exporter.transforms import filters
 
 def build_sinks(cfg: Settings, stats: Stats) -> list:
     sinks = []
-    if cfg.sinks.stdout.enabled:
+    if cfg.sinks.stdout.enabled and cfg.sinks.stdout.format == "text":
+        from exporter.sinks.text import TextSink
+        sinks.append(TextSink(buffer_bytes=cfg.sinks.stdout.buffer_bytes))
+    elif cfg.sinks.stdout.enabled:
         from exporter.sinks.stdout import StdoutSink
         sinks.append(StdoutSink(buffer_bytes=cfg.sinks.stdout.buffer_bytes))
     if cfg.sinks.kafka.enabled:

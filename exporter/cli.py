@@ -26,6 +26,7 @@ SHORTCUTS = {
     "checkpoint_file": "checkpoint.path",
     "listen": "server.listen",
     "log_level": "log.level",
+    "output": "sinks.stdout.format",
 }
 
 
@@ -50,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-file", help="file checkpoint store at this path")
     p.add_argument("--listen", help="host:port for /metrics /healthz /readyz ('' disables)")
     p.add_argument("--log-level")
+    p.add_argument("--output", choices=["json", "text"],
+                   help="stdout records: json (default, for pipes) or text (one line per record, for a terminal)")
     return p
 
 

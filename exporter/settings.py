@@ -72,6 +72,8 @@ class FilterSettings:
 class StdoutSettings:
     enabled: bool = True
     buffer_bytes: int = 65536              # flushed when this full, or when the source waits: one write per burst
+    format: str = "json"                   # json: one record per line (for pipes and log agents); text: one line
+                                           # per record for a person at a terminal, like kubectl get events
 
 
 @dataclass
