@@ -228,9 +228,11 @@ def test_the_terminations_overlay_grants_pods_read_and_nothing_more(control_plan
     kc = sa_kubeconfig(cp, ns, sa)
     for verb in ("get", "list", "watch"):
         assert can_i(cp, kc, verb, "pods", "--all-namespaces"), verb
-    denied = [("get", "pods/log", "-n", "default"), ("create", "pods/exec", "-n", "default"),
+    denied = [("get", "pods", "--subresource=log", "-n", "default"),
+              ("create", "pods", "--subresource=exec", "-n", "default"),
+              ("update", "pods", "--subresource=status", "-n", "default"),
+              ("create", "pods", "--subresource=eviction", "-n", "default"),
               ("delete", "pods", "-n", "default"), ("patch", "pods", "-n", "default"),
-              ("update", "pods/status", "-n", "default"), ("create", "pods/eviction", "-n", "default"),
               ("get", "secrets", "-n", "default"), ("list", "nodes")]
     assert [d for d in denied if can_i(cp, kc, *d)] == []
     exp = Exporter(["run", "--config", str(OVERLAY / "config.yaml"), "--kubeconfig", str(kc),
