@@ -5,6 +5,7 @@ stderr / files; stdout carries only the exporter's records.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -49,7 +50,7 @@ spec:
 apiVersion: v1
 kind: Pod
 metadata: {name: worker, namespace: demo, labels: {kee.example/crash: Error},
-           annotations: {kee.example/crash-after-ms: "4000", kee.example/restart-after-ms: "4000"}}
+           annotations: {kee.example/crash-after-ms: "4s", kee.example/restart-after-ms: "6s"}}
 spec:
   containers: [{name: worker, image: registry.example/worker:1.1}]
 ---
@@ -63,7 +64,68 @@ spec:
 #: The node controller marks a node NotReady when its heartbeat (Lease) is this old (Kubernetes' default
 #: is 50 s; shorter so the demo shows it within its first minute).
 NODE_GRACE = "20s"
-KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+EDGE_NODE = "demo-edge-0"
+
+
+class Kubelet:
+    """The heartbeat of one node that KWOK does not manage: this demo posts it, as a kubelet would
+    (node status Ready + its Lease in kube-node-lease, every 4 s), and can stop and resume it."""
+
+    def __init__(self, cp: ControlPlane, node: str) -> None:
+        self.cp, self.node = cp, node
+        self.beating = threading.Event()
+        self.beating.set()
+        self.resumed = False
+        res = {"cpu": "8", "memory": "32Gi", "pods": "110"}
+        cp.kubectl("create", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node, "type": "edge"}},
+            # no workload lands here: the node only shows a heartbeat that stops
+            "spec": {"taints": [{"key": "kee.example/edge", "effect": "NoSchedule"}]},
+            "status": {"allocatable": res, "capacity": res}}))
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _beat(self) -> None:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        cond = {"type": "Ready", "status": "True", "reason": "KubeletReady",
+                "message": "kubelet is posting ready status", "lastHeartbeatTime": now}
+        if self.resumed:
+            self.resumed = False
+            cond["lastTransitionTime"] = now
+            # the kubelet's own Event when its node is ready again (the node controller writes NodeNotReady)
+            self.cp.request("POST", "/api/v1/namespaces/default/events", {
+                "metadata": {"generateName": f"{self.node}."},
+                "involvedObject": {"kind": "Node", "name": self.node, "uid": self.node, "apiVersion": "v1"},
+                "reason": "NodeReady", "message": f"Node {self.node} status is now: NodeReady", "type": "Normal",
+                "source": {"component": "kubelet", "host": self.node}, "count": 1,
+                "firstTimestamp": now, "lastTimestamp": now})
+        self.cp.request("PATCH", f"/api/v1/nodes/{self.node}/status", json.dumps(
+            {"status": {"conditions": [cond]}}).encode(), content_type="application/strategic-merge-patch+json")
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                 "metadata": {"name": self.node, "namespace": "kube-node-lease"},
+                 "spec": {"holderIdentity": self.node, "leaseDurationSeconds": 40,
+                          "renewTime": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())}}
+        path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{self.node}"
+        status, _ = self.cp.request("PATCH", path, json.dumps({"spec": lease["spec"]}).encode(),
+                                    content_type="application/merge-patch+json")
+        if status == 404:
+            self.cp.request("POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", lease)
+
+    def stop(self) -> None:
+        self.beating.clear()
+
+    def resume(self) -> None:
+        self.resumed = True
+        self.beating.set()
+
+    def _run(self) -> None:
+        while True:
+            self.beating.wait()
+            try:
+                self._beat()
+            except OSError:
+                pass  # the control plane is stopping
+            time.sleep(4)
 STORY = (
     "the story, within a minute: a crash loop (BackOff), a container OOMKilled (no Event exists for it: "
     "records marked derived_from=pod-status, '*' in text), an eviction, FailedScheduling, an image pull "
@@ -82,7 +144,8 @@ def main() -> int:
     exporter = None
     try:
         say(f"control plane ready at {cp.server} (admin kubeconfig: {cp.kubeconfig})")
-        nodes = cp.create_kwok_nodes(2, prefix="demo-node")
+        cp.create_kwok_nodes(2, prefix="demo-node")
+        edge = Kubelet(cp, EDGE_NODE)
         cp.create_namespace("demo")
         args = list(sys.argv[1:])
         if sys.stdout.isatty() and not any(a.startswith("--output") for a in args):
@@ -104,11 +167,11 @@ def main() -> int:
             cp.kubectl("scale", "deployment", "web", "-n", "demo", "--replicas=5", check=False)
             cp.kubectl("delete", "pod", "too-big", "-n", "demo", "--wait=false", check=False)
             time.sleep(2)
-            say(f"node {nodes[1]}: its kubelet stops posting heartbeats (KWOK lets go of it) ...")
-            cp.kubectl("annotate", "node", nodes[1], f"{KWOK_ANNOTATION}-", check=False)
+            say(f"node {EDGE_NODE}: its kubelet stops posting heartbeats ...")
+            edge.stop()
             time.sleep(35)
-            say(f"node {nodes[1]}: its kubelet is back ...")
-            cp.kubectl("annotate", "node", nodes[1], f"{KWOK_ANNOTATION}=fake", check=False)
+            say(f"node {EDGE_NODE}: its kubelet is back ...")
+            edge.resume()
         threading.Thread(target=later, daemon=True).start()
         duration = float(os.environ.get("KEE_DEMO_SECONDS", "0"))
         say("records follow on stdout; Ctrl-C to stop" + (f" (stopping after {duration:.0f}s)" if duration else ""))
