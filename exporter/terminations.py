@@ -186,8 +186,9 @@ class Tracker:
             if len(self._seen) > self.max_pods:
                 self._seen.pop(next(iter(self._seen)))
                 self.evicted += 1
-        for rec in out:
-            t = rec["timestamp"]
+        for rec in out:  # the mark is kept in the API's own time format (finishedAt), never the observed time
+            term = rec.get("termination")
+            t = term["finished_at"] if term is not None else _last_finished(statuses, inits)
             if t is not None and (self.high_water is None or t > self.high_water):
                 self.high_water = t
         self.emitted += len(out)
@@ -217,18 +218,29 @@ class Tracker:
 
     # --- records -------------------------------------------------------------------
 
-    def _base(self, pod: Pod, rid: str, observed: str | None) -> dict[str, Any]:
+    def _record(self, pod: Pod, rid: str, observed: str | None, *, timestamp: str | None, first: str | None,
+                reason: str, text: str, count: int, field_path: str | None) -> dict[str, Any]:
+        """The record, keys in the order of an Event's record (records.normalise), then derived_from."""
         md = pod.metadata
         assert md is not None
+        message, truncated = self._message(text)
+        observed = observed or clock.now()
         return {
             "schema_version": "1",
             "id": rid,
             "cluster": self.cluster,
-            "observed_timestamp": observed or clock.now(),
+            "timestamp": timestamp or observed,
+            "first_timestamp": first,
+            "observed_timestamp": observed,
             "type": "Warning",
             "severity": "WARN",
+            "reason": reason,
             "action": None,
+            "message": message,
+            "message_truncated": truncated,
+            "count": count,
             "update": False,
+            "object": _pod_ref(pod, field_path),
             "related": None,
             "source_component": SOURCE_COMPONENT,
             "source_host": pod.spec.nodeName if pod.spec is not None else None,
@@ -266,23 +278,14 @@ class Tracker:
             if len(detail) > MAX_TERMINATION_MESSAGE:
                 detail = detail[:MAX_TERMINATION_MESSAGE] + "..."
             text += f": {detail}"
-        message, truncated = self._message(text)
         finished = term.finishedAt
         rid = f"{md.uid}:{name}:{finished or term.containerID or count}"
-        rec = self._base(pod, rid, observed)
-        rec.update({
-            "timestamp": finished,
-            "first_timestamp": term.startedAt,
-            "reason": reason,
-            "message": message,
-            "message_truncated": truncated,
-            "count": count,
-            "object": _pod_ref(pod, f"spec.{'initContainers' if is_init else 'containers'}{{{name}}}"),
-            "termination": {"container": name, "init_container": is_init, "exit_code": term.exitCode,
-                            "signal": term.signal, "restart_count": cs.restartCount or 0,
-                            "started_at": term.startedAt, "finished_at": finished,
-                            "memory_limit": memory, "container_id": term.containerID},
-        })
+        rec = self._record(pod, rid, observed, timestamp=finished, first=term.startedAt, reason=reason, text=text,
+                           count=count, field_path=f"spec.{'initContainers' if is_init else 'containers'}{{{name}}}")
+        rec["termination"] = {"container": name, "init_container": is_init, "exit_code": term.exitCode,
+                              "signal": term.signal, "restart_count": cs.restartCount or 0,
+                              "started_at": term.startedAt, "finished_at": finished,
+                              "memory_limit": memory, "container_id": term.containerID}
         return rec
 
     def _pod_record(self, pod: Pod, reason: str, observed: str | None) -> dict[str, Any]:
@@ -293,18 +296,8 @@ class Tracker:
         text = f"pod {md.namespace}/{md.name} failed: {reason}"
         if st.message:
             text += f": {st.message.strip()}"
-        message, truncated = self._message(text)
-        rec = self._base(pod, f"{md.uid}:pod:{reason}", observed)
-        rec.update({
-            "timestamp": when or rec["observed_timestamp"],
-            "first_timestamp": st.startTime,
-            "reason": reason,
-            "message": message,
-            "message_truncated": truncated,
-            "count": 1,
-            "object": _pod_ref(pod, None),
-        })
-        return rec
+        return self._record(pod, f"{md.uid}:pod:{reason}", observed, timestamp=when, first=st.startTime,
+                            reason=reason, text=text, count=1, field_path=None)
 
 
 class Metrics:

@@ -189,3 +189,23 @@ def test_the_terminations_overlay_config_loads_with_the_source_on():
     cfg = settings.load(str(path), {})
     assert cfg.sources.pod_terminations.enabled and cfg.checkpoint.store == "kubernetes"
     assert not settings.load(None, {}).sources.pod_terminations.enabled  # off by default
+
+
+def test_a_derived_record_has_the_keys_of_an_event_record_in_the_same_order():
+    from exporter.records import normalise
+    from tests.unit.test_records_normalise import CORE
+    (r,) = records(Tracker(cluster=None), pod(running(20), term(3, 19), restarts=4))
+    ev = normalise(wire.event(CORE), False, cluster=None, max_message_bytes=8192)
+    assert list(r)[:len(ev)] == list(ev) and list(r)[len(ev):] == ["derived_from", "termination"]
+
+
+def test_text_output_is_one_line_per_record_like_kubectl_get_events():
+    from exporter.sinks.text import HEADER, line
+    (r,) = records(Tracker(cluster=None), pod(running(20), term(3, 19), restarts=4))
+    now = 1_790_000_000.0
+    r["timestamp"] = "2026-09-21T14:12:50Z"  # 30 s before now
+    out = line(r, now)
+    assert out.endswith("\n") and out.count("\n") == 1
+    assert out.split()[:4] == ["30s", "Warning", "OOMKilled*", "shop/pod/web-7d9f-x2k"]
+    assert "was OOMKilled (exit 137), restart 4; limit 256Mi" in out
+    assert HEADER.split() == ["AGE", "TYPE", "REASON", "OBJECT", "MESSAGE"]
