@@ -12,12 +12,11 @@ from exporter.transforms import filters
 
 def build_sinks(cfg: Settings, stats: Stats) -> list:
     sinks = []
-    if cfg.sinks.stdout.enabled and cfg.sinks.stdout.format == "text":
-        from exporter.sinks.text import TextSink
-        sinks.append(TextSink(buffer_bytes=cfg.sinks.stdout.buffer_bytes))
-    elif cfg.sinks.stdout.enabled:
+    if cfg.sinks.stdout.enabled:
         from exporter.sinks.stdout import StdoutSink
-        sinks.append(StdoutSink(buffer_bytes=cfg.sinks.stdout.buffer_bytes))
+        from exporter.sinks.text import TextSink
+        stdout_sink = TextSink if cfg.sinks.stdout.format == "text" else StdoutSink  # --output
+        sinks.append(stdout_sink(buffer_bytes=cfg.sinks.stdout.buffer_bytes))
     if cfg.sinks.kafka.enabled:
         from exporter.sinks.kafka import KafkaSink
         sinks.append(KafkaSink(cfg.sinks.kafka, cluster=cfg.records.cluster_name, stats=stats))

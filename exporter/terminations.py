@@ -295,7 +295,8 @@ class Tracker:
         when = _last_finished(st.containerStatuses, st.initContainerStatuses)
         text = f"pod {md.namespace}/{md.name} failed: {reason}"
         if st.message:
-            text += f": {st.message.strip()}"
+            detail = st.message.strip()
+            text += f": {detail[:MAX_TERMINATION_MESSAGE]}{'...' if len(detail) > MAX_TERMINATION_MESSAGE else ''}"
         return self._record(pod, f"{md.uid}:pod:{reason}", observed, timestamp=when, first=st.startTime,
                             reason=reason, text=text, count=1, field_path=None)
 
@@ -314,11 +315,11 @@ class Metrics:
                sum(t.emitted for t in ts))
         yield ("kee_pod_terminations_repeated", "counter",
                "terminations seen again in a later Pod version (not records again)", {}, sum(t.repeats for t in ts))
-        whys = sorted({w for t in ts for w in t.skipped})
-        for why in whys:
+        skipped = [dict(t.skipped) for t in ts]  # a snapshot: the watch threads add keys meanwhile
+        for why in sorted({w for s in skipped for w in s}):
             yield ("kee_pod_terminations_skipped", "counter",
                    "terminations not made records, by rule (docs/records.md)", {"why": why},
-                   sum(t.skipped.get(why, 0) for t in ts))
+                   sum(s.get(why, 0) for s in skipped))
         yield ("kee_pod_terminations_tracked_pods", "gauge", "Pods in the termination map", {},
                sum(t.tracked() for t in ts))
         yield ("kee_pod_terminations_map_evictions", "counter",
