@@ -182,7 +182,7 @@ class PodTerminationSettings:
                                            # deploy/kustomize/overlays/terminations)
     namespaces: list[str] = field(default_factory=list)  # empty: kubernetes.namespaces (all when that is empty)
     label_selector: str = ""               # server-side: only the Pods with these labels
-    max_tracked_pods: int = 20000          # Pods whose last termination is remembered (~200 B each); beyond it the
+    max_tracked_pods: int = 20000          # Pods whose last termination is remembered (~350 B each); beyond it the
                                            # least recently updated is forgotten and a relist may repeat its last one
     relist_grace_seconds: float = 30.0     # restart with a checkpoint too old to list at: terminations finished up
                                            # to this long before the checkpointed high-water mark are sent again
