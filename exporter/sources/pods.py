@@ -143,6 +143,7 @@ class PodWatchSource(WatchSource):
                                     "one finished earlier whose status arrived later is not")
             raise
         self.seeded = True
+        self.established = True
         log.info("pods_seeded", stream=self.stream.key, resource_version=rv, pods=n,
                  tracked=self.tracker.tracked())
 
