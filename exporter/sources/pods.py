@@ -27,11 +27,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from exporter import log, wire
+from exporter.backoff import Backoff
 from exporter.errors import ApiError, Forbidden, Gone
 from exporter.kube.client import KubeClient, Unreachable
 from exporter.pipeline import Pipeline, Stream
 from exporter.settings import KubernetesSettings, PodTerminationSettings
-from exporter.sources.kubernetes import Backoff, WatchSource
+from exporter.sources.kubernetes import WatchSource
 from exporter.terminations import Tracker
 
 

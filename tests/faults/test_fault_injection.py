@@ -250,3 +250,24 @@ def test_sigterm_while_kafka_is_down_and_the_sink_is_full(rig):
         r.broker.start()
         r.start(*bound)
     run_scenario(rig, "SIGTERM, Kafka down, sink full", fault)
+
+
+def test_sigterm_while_the_collector_is_down_and_the_sink_is_full(rig):
+    """The OTLP send() blocked by backpressure is interrupted at once (it used to hold the drain for 5 s and be
+    abandoned); the records the Collector did not confirm make the exit code 1 and stay behind the checkpoint."""
+    bound = ("--set", "sinks.otlp.max_in_flight_records=20")
+
+    def fault(r, load):
+        r.runs[-1].kill()
+        r.start(*bound)
+        r.collector.stop()
+        time.sleep(4)  # > 20 records arrive: send() blocks, the watch waits
+        t0 = time.monotonic()
+        rc = r.runs[-1].terminate(timeout=45)
+        assert time.monotonic() - t0 < 40, "SIGTERM hung behind the blocked sink"
+        assert rc == 1
+        events = r.runs[-1].log_events()
+        assert "sink_undelivered_at_close" in events and "drain_source_still_sending" not in events
+        r.collector.start()
+        r.start(*bound)
+    run_scenario(rig, "SIGTERM, Collector down, sink full", fault)

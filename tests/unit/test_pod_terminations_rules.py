@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jsonschema
 import orjson
+import pytest
 
 from exporter import wire
 from exporter.sources.pods import decode_position, encode_position
@@ -184,11 +185,11 @@ def test_the_checkpoint_value_carries_the_resource_version_and_the_high_water_ma
 
 
 def test_the_terminations_overlay_config_loads_with_the_source_on():
-    from exporter import settings
+    from exporter import config
     path = Path(__file__).parents[2] / "deploy" / "kustomize" / "overlays" / "terminations" / "config.yaml"
-    cfg = settings.load(str(path), {})
+    cfg = config.load(str(path), {})
     assert cfg.sources.pod_terminations.enabled and cfg.checkpoint.store == "kubernetes"
-    assert not settings.load(None, {}).sources.pod_terminations.enabled  # off by default
+    assert not config.load(None, {}).sources.pod_terminations.enabled  # off by default
 
 
 def test_a_derived_record_has_the_keys_of_an_event_record_in_the_same_order():
@@ -209,3 +210,15 @@ def test_text_output_is_one_line_per_record_like_kubectl_get_events():
     assert out.split()[:4] == ["30s", "Warning", "OOMKilled*", "shop/pod/web-7d9f-x2k"]
     assert "was OOMKilled (exit 137), restart 4; limit 256Mi" in out
     assert HEADER.split() == ["AGE", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+
+
+def test_a_bad_pod_terminations_setting_names_the_field_and_the_fix():
+    from exporter import config
+    from exporter.errors import ConfigError
+    for key, value in (("namespaces", ["Not_A_Namespace"]), ("label_selector", "app in (web")):
+        with pytest.raises(ConfigError) as exc:
+            config.load(None, {}, overrides=[(f"sources.pod_terminations.{key}", value)])
+        assert f"sources.pod_terminations.{key}" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        config.load(None, {}, overrides=[("sources.pod_terminations.max_tracked_pods", 0)])
+    assert "max_tracked_pods" in str(exc.value)
