@@ -114,8 +114,9 @@ class PodWatchSource(WatchSource):
             raw = self.client.request_raw("GET", self.path, query=q, timeout=60.0)
             try:
                 body = wire.pods(raw, wire.PodList)
-            except (wire.ValidationError, wire.DecodeError) as exc:
-                self.stats.error("pods", "list_undecodable")
+            except (wire.ValidationError, wire.DecodeError) as exc:  # retried like any failed request
+                self.pipeline.report("list_body_undecodable", "pods", "list_undecodable", stream=self.stream.key,
+                                     detail=str(exc)[:200])
                 raise ApiError(500, f"Pod LIST body undecodable: {str(exc)[:200]}") from None
             self.pipeline.tick()
             yield body.metadata.resourceVersion, body.items
@@ -203,8 +204,12 @@ class PodWatchSource(WatchSource):
                     etype, pod = env.type, env.object
                     md = pod.metadata
                     orv = md.resourceVersion if md is not None else None
-                    if etype == "ADDED" or etype == "MODIFIED":
+                    if etype == "ADDED" or etype == "MODIFIED" or etype == "DELETED":
+                        # a DELETED Pod's last status can still show a termination not seen (OOMKilled while
+                        # it was being deleted); then the Pod is forgotten
                         recs = tracker.records(pod, observed=pipeline.observed)
+                        if etype == "DELETED":
+                            tracker.forget(pod)
                         if orv:
                             st.last_seen = orv
                         position = self.position() if st.last_seen else None
@@ -214,9 +219,7 @@ class PodWatchSource(WatchSource):
                                 emit(st, rec, position if i == last else None)
                         elif position:
                             advance(st, position)
-                    elif etype == "BOOKMARK" or etype == "DELETED":
-                        if etype == "DELETED":
-                            tracker.forget(pod)
+                    elif etype == "BOOKMARK":
                         if orv:
                             st.last_seen = orv
                             advance(st, self.position())
@@ -224,8 +227,8 @@ class PodWatchSource(WatchSource):
                         raise self._error(line)
                     else:
                         stats.unknown_envelopes += 1
-                        stats.error("pods", "unknown_envelope")
-                        log.warning("watch_envelope_unknown", stream=st.key, type=str(etype)[:40])
+                        pipeline.report("watch_envelope_unknown", "pods", "unknown_envelope", stream=st.key,
+                                        type=str(etype)[:40], resource_version=orv)
                 pipeline.flush()
                 stats.progress()
                 if self.stop.is_set():
@@ -253,9 +256,8 @@ class PodWatchSource(WatchSource):
         if err is not None and err.type == "ERROR":
             raise self._error(line)
         self.stats.decode_errors += 1
-        self.stats.error("pods", "undecodable")
-        log.warning("watch_line_undecodable", stream=self.stream.key, after_resource_version=self.stream.last_seen,
-                    line=line[:200].decode("utf-8", "replace"))
+        self.pipeline.report("watch_line_skipped", "pods", "undecodable", stream=self.stream.key,
+                             after_resource_version=self.stream.last_seen, line=line[:200].decode("utf-8", "replace"))
         return None
 
     @staticmethod
