@@ -9,12 +9,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter import config
+from exporter import config, redact
 
 ROOT = Path(__file__).resolve().parents[2] / "deploy" / "kustomize"
 BASE = ROOT / "base"
 OVERLAYS = ["stdout", "kafka", "otlp", "ha", "namespaced"]
 CONFIGS = [BASE / "config.yaml"] + [p for p in (ROOT / "overlays" / o / "config.yaml" for o in OVERLAYS) if p.exists()]
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets():
+    """config.load registers secret values process-wide (for log masking): none leak into other tests."""
+    yield
+    redact.forget_secrets()
 
 
 def docs(path: Path) -> list[dict]:
