@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -190,6 +191,8 @@ def main() -> int:
                 exporter.kill()
         say("stopping the control plane ...")
         cp.stop()
+        if not os.environ.get("KEE_KEEP_TMP"):
+            shutil.rmtree(cp.dir, ignore_errors=True)  # etcd data and logs (KEE_KEEP_TMP=1 keeps them)
 
 
 if __name__ == "__main__":
