@@ -23,7 +23,11 @@ def build_sinks(cfg: Settings, stats: Stats) -> list[Sink]:
     sinks: list[Sink] = []
     if cfg.sinks.stdout.enabled:
         from exporter.sinks.stdout import StdoutSink
-        sinks.append(StdoutSink(buffer_bytes=cfg.sinks.stdout.buffer_bytes, stats=stats))
+        from exporter.sinks.text import TextSink
+        stdout_sink = TextSink if cfg.sinks.stdout.format == "text" else StdoutSink  # --output
+        if stdout_sink is StdoutSink and sys.stdout.isatty():
+            log.info("stdout_is_a_terminal", hint="--output text prints one line per record, like kubectl get events")
+        sinks.append(stdout_sink(buffer_bytes=cfg.sinks.stdout.buffer_bytes, stats=stats))
     if cfg.sinks.kafka.enabled:
         from exporter.sinks.kafka import KafkaSink
         sinks.append(KafkaSink(cfg.sinks.kafka, cluster=cfg.records.cluster_name, stats=stats))

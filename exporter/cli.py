@@ -31,6 +31,7 @@ SHORTCUTS = {
     "checkpoint_file": "checkpoint.path",
     "listen": "server.listen",
     "log_level": "log.level",
+    "output": "sinks.stdout.format",
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SUB = "sub_"  # dest prefix of the flags given after the command
@@ -74,6 +75,8 @@ def _flags(p: argparse.ArgumentParser, prefix: str) -> None:
                    choices=LOG_LEVELS,
                    metavar="LEVEL",
                    help="debug, info, warning or error (any case)")
+    p.add_argument("--output", dest=prefix + "output", default=d, choices=["json", "text"],
+                   help="stdout records: json (default, for pipes) or text (one line per record, for a terminal)")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -96,6 +96,14 @@ def problems(s: Settings, env: dict[str, str]) -> Iterator[tuple[str, str, str]]
     for p in listen_problems(s.server.listen):
         yield "server.listen", p, "use host:port with port 0-65535, e.g. 0.0.0.0:8080, or '' to disable"
 
+    pt = s.sources.pod_terminations
+    for i, ns in enumerate(pt.namespaces):
+        for p in selectors.namespace_problems(ns):
+            yield f"sources.pod_terminations.namespaces.{i}", p, "list namespace names, or [] for kubernetes.namespaces"
+    for p in selectors.label_selector_problems(pt.label_selector):
+        yield ("sources.pod_terminations.label_selector", p,
+               "use kubectl's label selector syntax: app=web,tier in (a,b),!canary")
+
     le = s.leader_election
     if le.enabled:
         from exporter.leader import check_settings as check_leader_election

@@ -110,6 +110,7 @@ def _collector(stats: Stats) -> Any:
             g = GaugeMetricFamily("kee_checkpoint_resource_version", "saved resourceVersion (numeric RVs only)",
                                   labels=["stream"])
             for k, rv in stats.checkpoint_rv.items():
+                rv = rv.partition(" ")[0] if rv else rv  # a pod stream's position: "<rv> <high-water finishedAt>"
                 if rv and rv.isdigit():
                     g.add_metric([k], float(rv))
             yield g

@@ -170,6 +170,34 @@ class Pipeline:
         rec["count_delta"] = count - prev if prev is not None and count > prev else count
         return True
 
+    def emit(self, stream: Stream, rec: dict[str, Any], position: str | None) -> None:
+        """A record born outside records.normalise (exporter/terminations.py): filter, encode, send, position.
+
+        ``position`` is what the stream's checkpoint holds once this record is confirmed.
+        """
+        if self.predicate is not None and not self.predicate(rec):
+            self.stats.filtered += 1
+            if position:
+                self.advance(stream, position)
+            return
+        line = _dumps(rec, option=_OPT)
+        with self._lock:
+            if self.closed:
+                return
+            self.seq = seq = self.seq + 1
+            for sink in self.sinks:
+                sink.send(seq, line, rec)
+            if position and not stream.initial:
+                stream.ledger.position(seq, position)
+
+    def advance(self, stream: Stream, position: str) -> None:
+        """The stream reached ``position`` without a record (a source that keeps its own resourceVersion)."""
+        if stream.initial:
+            return
+        with self._lock:
+            if not self.closed:
+                stream.ledger.position(self.seq, position)
+
     def _position_if(self, stream: Stream, rv: str | None) -> None:
         if rv and not stream.initial:
             self._position(stream, rv)

@@ -94,6 +94,16 @@ def run(cfg: Settings) -> int:
                  fix="grant get/list/watch on events (events.k8s.io and core) to this identity; "
                      "see deploy/kustomize/base/rbac.yaml")
         return EXIT_API
+    pod_cfg = cfg.sources.pod_terminations
+    if pod_cfg.enabled:
+        from exporter.sources import pods
+        try:
+            pods.preflight(client, pod_cfg, cfg.kubernetes, stop)
+        except Forbidden as exc:
+            log.error("kubernetes_forbidden", server=client.host, status=exc.status, error=exc.message,
+                      fix="sources.pod_terminations needs get/list/watch on pods; "
+                          "see deploy/kustomize/overlays/terminations")
+            return EXIT_API
     if stop.is_set():
         return EXIT_OK
 
@@ -141,6 +151,11 @@ def run(cfg: Settings) -> int:
         t = threading.Thread(target=src.run, name=f"watch-{ns or 'all'}", daemon=True)
         sources.append(src)
         threads.append(t)
+    if pod_cfg.enabled:
+        for src in pods.build(client, pipeline, cfg.kubernetes, pod_cfg, saved, stop, cluster=cfg.records.cluster_name,
+                              max_message_bytes=cfg.records.max_message_bytes):
+            sources.append(src)
+            threads.append(threading.Thread(target=src.run, name=f"pods-{src.stream.key}", daemon=True))
     for t in threads:
         t.start()
 

@@ -85,6 +85,8 @@ class FilterSettings:
 class StdoutSettings:
     enabled: bool = True
     buffer_bytes: int = 65536              # flushed when this full, or when the source waits: one write per burst
+    format: str = "json"                   # json: one record per line (for pipes and log agents); text: one line
+                                           # per record for a person at a terminal, like kubectl get events
 
 
 @dataclass
@@ -215,6 +217,28 @@ class EnrichSettings:
 
 
 @dataclass
+class PodTerminationSettings:
+    """Container terminations (OOMKilled...) and Pod failures (Evicted...) as records, from Pod status.
+
+    exporter/sources/pods.py; docs/records.md ("Records derived from Pod status").
+    """
+    enabled: bool = False                  # off by default: it watches every Pod (pods get/list/watch, see
+                                           # deploy/kustomize/overlays/terminations)
+    namespaces: list[str] = field(default_factory=list)  # empty: kubernetes.namespaces (all when that is empty)
+    label_selector: str = ""               # server-side: only the Pods with these labels
+    max_tracked_pods: int = 20000          # Pods whose last termination is remembered (~350 B each); beyond it the
+                                           # least recently updated is forgotten and a relist may repeat its last one
+    relist_grace_seconds: float = 30.0     # restart with a checkpoint too old to list at: terminations finished up
+                                           # to this long before the checkpointed high-water mark are sent again
+                                           # (same id) rather than risk losing one whose status came in late
+
+
+@dataclass
+class SourceSettings:
+    pod_terminations: PodTerminationSettings = field(default_factory=PodTerminationSettings)
+
+
+@dataclass
 class Settings:
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     records: RecordSettings = field(default_factory=RecordSettings)
@@ -225,6 +249,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     leader_election: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)
     enrich: EnrichSettings = field(default_factory=EnrichSettings)
+    sources: SourceSettings = field(default_factory=SourceSettings)
 
 
 # --- loading -----------------------------------------------------------------

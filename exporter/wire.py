@@ -109,6 +109,117 @@ class Envelope(msgspec.Struct, gc=False):
     object: Event
 
 
+# --- Pods, for the pod_terminations source (exporter/sources/pods.py) -------------
+# Only what a termination record needs: a Pod is 5-20 KB on the wire and most of it
+# (managedFields, env, volumes, probes, conditions) is skipped, never built.
+
+class PodRunning(msgspec.Struct, gc=False):
+    startedAt: str | None = None
+
+
+class PodWaiting(msgspec.Struct, gc=False):
+    reason: str | None = None
+
+
+class PodTerminated(msgspec.Struct, gc=False):
+    exitCode: int | None = None
+    signal: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    startedAt: str | None = None
+    finishedAt: str | None = None
+    containerID: str | None = None
+
+
+class PodContainerState(msgspec.Struct, gc=False):
+    running: PodRunning | None = None
+    waiting: PodWaiting | None = None
+    terminated: PodTerminated | None = None
+
+
+class PodContainerStatus(msgspec.Struct, gc=False):
+    name: str | None = None
+    restartCount: int | None = None
+    state: PodContainerState | None = None
+    lastState: PodContainerState | None = None
+
+
+class PodStatus(msgspec.Struct, gc=False):
+    phase: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    startTime: str | None = None
+    containerStatuses: list[PodContainerStatus] | None = None
+    initContainerStatuses: list[PodContainerStatus] | None = None
+
+
+class PodResources(msgspec.Struct, gc=False):
+    limits: dict[str, Any] | None = None
+
+
+class PodContainer(msgspec.Struct, gc=False):
+    name: str | None = None
+    restartPolicy: str | None = None             # init containers: "Always" makes a sidecar
+    resources: PodResources | None = None
+
+
+class PodSpec(msgspec.Struct, gc=False):
+    nodeName: str | None = None
+    restartPolicy: str | None = None
+    containers: list[PodContainer] | None = None
+    initContainers: list[PodContainer] | None = None
+
+
+class PodMeta(msgspec.Struct, gc=False):
+    name: str | None = None
+    namespace: str | None = None
+    uid: str | None = None
+    resourceVersion: str | None = None
+    deletionTimestamp: str | None = None
+
+
+class Pod(msgspec.Struct, gc=False):
+    """A Pod as far as termination records go; also a BOOKMARK's object (metadata only)."""
+    metadata: PodMeta | None = None
+    spec: PodSpec | None = None
+    status: PodStatus | None = None
+
+
+class PodEnvelope(msgspec.Struct, gc=False):
+    type: str
+    object: Pod
+
+
+class WatchStatus(msgspec.Struct, gc=False):
+    """An in-stream ERROR's object (a Status: its "status" is a string, so it is not a Pod)."""
+    code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    details: Details | None = None
+
+
+class StatusEnvelope(msgspec.Struct, gc=False):
+    type: str
+    object: WatchStatus
+
+
+class PodList(msgspec.Struct, gc=False):
+    metadata: ListMeta = msgspec.field(default_factory=lambda: ListMeta())
+    items: list[Pod] = msgspec.field(default_factory=list)
+
+
+_pod_decoders: dict[type, Any] = {}
+
+
+def pods(raw: bytes, typ: type = PodEnvelope) -> Any:
+    """Typed partial decode of a Pod watch line (PodEnvelope), a Pod LIST body (PodList) or an
+    in-stream ERROR (StatusEnvelope). Raises msgspec's DecodeError / ValidationError."""
+    dec = _pod_decoders.get(typ)
+    if dec is None:
+        dec = _pod_decoders[typ] = msgspec.json.Decoder(typ)
+    return dec.decode(raw)
+
+
 class ListMeta(msgspec.Struct, gc=False):
     resourceVersion: Str = None
     # "continue" is a Python keyword: renamed on the wire.

@@ -15,6 +15,7 @@ SECTIONS = {  # Settings attribute -> dataclass, in document order
     "sinks.stdout": "StdoutSettings", "sinks.kafka": "KafkaSettings", "sinks.otlp": "OtlpSettings",
     "checkpoint": "CheckpointSettings", "server": "ServerSettings", "log": "LogSettings",
     "leader_election": "LeaderElectionSettings", "enrich": "EnrichSettings",
+    "sources.pod_terminations": "PodTerminationSettings",
 }
 
 HEAD = """# Configuration

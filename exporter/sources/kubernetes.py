@@ -210,7 +210,7 @@ class WatchSource:
         except Unreachable as exc:
             if "Read timed out" in str(exc):
                 stats.restart("inactivity")
-                log.warning("watch_inactive_reconnecting", stream=st.key, seconds=self.s.inactivity_timeout_seconds)
+                log.info("watch_inactive_reconnecting", stream=st.key, seconds=self.s.inactivity_timeout_seconds)
                 return
             raise
         if initial:

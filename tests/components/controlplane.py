@@ -40,7 +40,7 @@ class ControlPlane:
 
     def __init__(self, workdir: Path | None = None, *, controller_manager: bool = True, scheduler: bool = True,
                  kwok: bool = True, event_ttl: str = "1h", apiserver_args: Iterable[str] = (),
-                 watch_cache: bool = True):
+                 watch_cache: bool = True, kcm_args: Iterable[str] = ()):
         self.etcd_bin, self.etcdctl_bin = binary("etcd"), binary("etcdctl")
         self.apiserver_bin, self.kubectl_bin = binary("kube-apiserver"), binary("kubectl")
         self.kcm_bin = binary("kube-controller-manager") if controller_manager else None
@@ -63,7 +63,7 @@ class ControlPlane:
         self.etcd = ManagedProcess("etcd", self._etcd_argv(), self.dir / "etcd.log")
         self.apiserver = ManagedProcess("kube-apiserver", self._apiserver_argv(list(apiserver_args), watch_cache),
                                         self.dir / "kube-apiserver.log")
-        self.controller_manager = (ManagedProcess("kube-controller-manager", self._kcm_argv(),
+        self.controller_manager = (ManagedProcess("kube-controller-manager", self._kcm_argv() + list(kcm_args),
                                                   self.dir / "kube-controller-manager.log")
                                    if controller_manager else None)
         self.scheduler = (ManagedProcess("kube-scheduler", self._scheduler_argv(), self.dir / "kube-scheduler.log")
