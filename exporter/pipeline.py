@@ -7,6 +7,12 @@ handed to every sink under one sequence number. Sinks confirm by watermark
 (sinks/base.py); :meth:`Pipeline.commit` turns the minimum watermark into each
 stream's committable resourceVersion (acks.Ledger), which the checkpointer saves.
 
+The pipeline owns each stream's initial-state flag: a source says where the
+initial state (LIST or watch-list) begins and ends, the pipeline deduplicates a
+relist against what was already delivered and records no position inside it.
+Every record is bounded here, once, right after its one encode
+(records.bound: strings cut with a marker, never dropped).
+
 Several streams (one per watched namespace) may feed one pipeline from
 different threads; the lock keeps seqs handed to sinks in increasing order.
 commit() and close() never take it: a sink blocked by backpressure holds it.
@@ -14,14 +20,14 @@ commit() and close() never take it: a sink blocked by backpressure holds it.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
 from exporter import log
 from exporter.acks import Ledger, rv_newer
 from exporter.metrics import Stats
-from exporter.records import clock, normalise
+from exporter.records import bound, clock, normalise, within_field_bounds
 from exporter.sinks.base import Sink
 from exporter.wire import Event
 
@@ -33,7 +39,7 @@ INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 class Stream:
     """One watch stream's position state: its ledger and the last RV it has seen."""
 
-    __slots__ = ("key", "ledger", "last_seen", "initial")
+    __slots__ = ("key", "ledger", "last_seen", "initial", "dedup_rv")
 
     def __init__(self, key: str, start_rv: str | None) -> None:
         self.key = key
@@ -42,17 +48,23 @@ class Stream:
         self.last_seen: str | None = start_rv
         #: True while the initial state (LIST or watch-list) is being delivered:
         #: its items come in key order, so no position is recorded until its end.
+        #: Set and cleared by the Pipeline only (begin_initial / end_initial / abort_initial).
         self.initial = False
+        #: During a relist: items whose RV is not newer than this were delivered already.
+        self.dedup_rv: str | None = None
 
 
 class Pipeline:
-    def __init__(self, sinks: list[Sink], *, stats: Stats, predicate=None, cluster: str | None = None,
-                 max_message_bytes: int = 8192, recurring: str = "every", live: bool = True) -> None:
+    def __init__(self, sinks: list[Sink], *, stats: Stats, predicate: Callable[[dict[str, Any]], bool] | None = None,
+                 cluster: str | None = None,
+                 max_message_bytes: int = 8192, max_record_bytes: int = 983040, recurring: str = "every",
+                 live: bool = True) -> None:
         self.sinks = sinks
         self.stats = stats
         self.predicate = predicate
         self.cluster = cluster
         self.max_message_bytes = max_message_bytes
+        self.max_record_bytes = max_record_bytes
         self.count_delta = recurring == "count_delta"
         self._counts: dict[str, int] = {}  # uid -> last count (count_delta mode only)
         self.live = live
@@ -84,6 +96,9 @@ class Pipeline:
         md = obj.metadata
         rv = md.resourceVersion if md is not None else None
         if etype == "ADDED" or etype == "MODIFIED":
+            if stream.initial and stream.dedup_rv and rv and not rv_newer(rv, stream.dedup_rv):
+                stats.relist_deduplicated += 1  # a relist item the watch delivered before the 410
+                return
             stats.received_occurrences += 1
             self._occurrence(stream, obj, etype == "MODIFIED", rv)
         elif etype == "BOOKMARK":
@@ -96,19 +111,22 @@ class Pipeline:
         elif etype == "DELETED":
             # TTL expiry, not an occurrence: counted, never exported as one.
             stats.deleted += 1
-            if self.count_delta and md is not None:
+            if self.count_delta and md is not None and md.uid is not None:
                 self._counts.pop(md.uid, None)
             if rv and not stream.initial:
                 self._position(stream, rv)
         else:
             stats.unknown_envelopes += 1
-            log.warning("watch_envelope_unknown", stream=stream.key, type=str(etype)[:40])
+            self.report("watch_envelope_unknown", "input", "unknown_envelope", stream=stream.key,
+                        type=str(etype)[:40], resource_version=rv)
 
     def _occurrence(self, stream: Stream, obj: Event, update: bool, rv: str | None) -> None:
         rec = normalise(obj, update, cluster=self.cluster, max_message_bytes=self.max_message_bytes,
                         observed=self.observed)
-        if rec["message_truncated"]:
-            self.stats.truncated += 1
+        bad_times = rec.get("invalid_timestamps")
+        if bad_times is not None:
+            self.report("record_timestamp_invalid", "records", "invalid_timestamp", stream=stream.key, id=rec["id"],
+                        nulled_or_replaced=bad_times)
         if self.count_delta and not self._delta(rec):
             self.stats.filtered += 1
             self._position_if(stream, rv)
@@ -118,6 +136,13 @@ class Pipeline:
             self._position_if(stream, rv)
             return
         line = _dumps(rec, option=_OPT)
+        if len(line) > self.max_record_bytes or not within_field_bounds(len(line), rec["message"]):
+            line, cut = bound(rec, line, self.max_record_bytes)
+            if cut:
+                self.report("record_strings_truncated", "records", "string_truncated", stream=stream.key,
+                            id=rec["id"], strings_cut=cut, record_bytes=len(line))
+        if rec["message_truncated"]:
+            self.stats.truncated += 1
         with self._lock:
             if self.closed:
                 return
@@ -133,6 +158,9 @@ class Pipeline:
     def _delta(self, rec: dict[str, Any]) -> bool:
         uid = rec["event"]["uid"]
         count = rec["count"]
+        if uid is None:  # nothing to follow it by: every record of it counts in full
+            rec["count_delta"] = count
+            return True
         prev = self._counts.get(uid)
         self._counts[uid] = count
         if prev is not None and count == prev and rec["update"]:
@@ -152,16 +180,42 @@ class Pipeline:
             if rv_newer(rv, stream.last_seen):
                 stream.last_seen = rv
 
+    # --- reporting what goes wrong ------------------------------------------------
+
+    def report(self, event: str, component: str, kind: str, **fields: Any) -> None:
+        """Something in the input went wrong: a metric (kee_errors{component,kind}) and a log line.
+
+        The log is rate-limited per kind (the first 10, then every 1000th, with the
+        running total), so a stream of bad input cannot flood stderr; the metric counts all.
+        """
+        key = (component, kind)
+        n = self.stats.errors.get(key, 0) + 1
+        self.stats.errors[key] = n
+        if n <= 10 or n % 1000 == 0:
+            log.warning(event, kind=kind, total=n, **fields)
+
     # --- initial state (LIST or watch-list) ------------------------------------
 
-    def begin_initial(self, stream: Stream) -> None:
+    def begin_initial(self, stream: Stream, dedup_rv: str | None = None) -> None:
+        """A LIST or watch-list starts; with ``dedup_rv`` (a relist), items not newer than it are skipped.
+
+        A watch delivers every change in RV order, so a relisted item whose RV is
+        not newer than the last one seen was delivered: dedup without any uid kept.
+        """
         stream.initial = True
+        stream.dedup_rv = dedup_rv
 
     def end_initial(self, stream: Stream, rv: str | None) -> None:
         """The initial state is complete up to rv: it becomes a position."""
         stream.initial = False
+        stream.dedup_rv = None
         if rv:
             self._position(stream, rv)
+
+    def abort_initial(self, stream: Stream) -> None:
+        """The initial state ended before it was complete: no position from it (it will be listed again)."""
+        stream.initial = False
+        stream.dedup_rv = None
 
     def close(self) -> None:
         """Stop taking envelopes (sources may still be blocked in a read or in a sink's send).

@@ -1,23 +1,31 @@
-"""Typed settings, one dataclass per concern, validated on load.
+"""Typed settings, one dataclass per concern: the data and its schema, nothing else.
 
 Sources, lowest to highest precedence: defaults below, the YAML file
 (``--config`` / KEE_CONFIG), environment variables ``KEE__SECTION__KEY=value``
 (double underscores between levels, values parsed as YAML scalars), and flags
 (``--set section.key=value`` and the shortcuts in cli.py). The merged document is
-validated against schemas/config.schema.json; an error names the field and the
-fix and the CLI exits 2 (exporter/cli.py).
+validated against schemas/config.schema.json (:func:`parse`); an error names the
+field and the fix and the CLI exits 2 (exporter/cli.py).
+
+The rules a schema cannot say (cross-field bounds, selector syntax, librdkafka
+keys, addresses) live in exporter/config.py, which imports this module and the
+modules that own each rule: ``exporter.config.load`` is the one entry that both
+``--check-config`` and start-up use. This module imports no other part of the
+exporter but the error tree, so nothing here can form an import cycle.
 
 Every attribute's comment gives its unit and why the default is what it is.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from exporter.errors import ConfigError
+
 
 def _schema_dir() -> Path:
     """KEE_SCHEMAS, else the copy shipped in the package (exporter/schemas), else the checkout's schemas/."""
@@ -54,6 +62,9 @@ class RecordSettings:
     cluster_name: str | None = None        # written into every record, so one topic can hold many clusters
     recurring: str = "every"               # "every": each occurrence is a record; "count_delta": only count changes
     max_message_bytes: int = 8192          # UTF-8 bytes; longer messages are truncated with a marker, never dropped
+    max_record_bytes: int = 983040         # encoded record, newline included (960 KiB): under Kafka's defaults
+                                           # (producer message.max.bytes 1000000, broker 1048588) with room for
+                                           # key and headers; longer strings are cut with a marker to fit
 
 
 @dataclass
@@ -219,7 +230,7 @@ class Settings:
 
 # --- loading -----------------------------------------------------------------
 
-def _yaml():
+def _yaml() -> Any:
     import yaml
     return yaml
 
@@ -252,6 +263,8 @@ def load_document(path: str | None, env: dict[str, str], overrides: list[tuple[s
             text = Path(path).read_text()
         except OSError as exc:
             raise ConfigError("--config", f"cannot read {path}: {exc.strerror}", "give a readable YAML file") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError("--config", f"{path} is not UTF-8 text", "give a YAML file in UTF-8") from exc
         try:
             loaded = _yaml().safe_load(text)
         except Exception as exc:
@@ -266,6 +279,9 @@ def load_document(path: str | None, env: dict[str, str], overrides: list[tuple[s
             _set_path(doc, ".".join(p.lower() for p in k[5:].split("__")), parse_scalar(v), k)
     for dotted, value in overrides:
         _set_path(doc, dotted, value, dotted)
+    section = doc.get("log")
+    if isinstance(section, dict) and isinstance(section.get("level"), str):
+        section["level"] = section["level"].lower()  # DEBUG, Debug and debug alike
     return doc
 
 
@@ -298,8 +314,20 @@ def _check(value: Any, schema: dict[str, Any], path: list[str]) -> None:
         names = [types] if isinstance(types, str) else types
         if not any(_type_ok(value, n) for n in names):
             raise ConfigError(where, f"{value!r} is not of type {' or '.join(names)}", fix)
-    if "minimum" in schema and type(value) in (int, float) and value < schema["minimum"]:
-        raise ConfigError(where, f"{value!r} is less than the minimum of {schema['minimum']}", fix)
+    if type(value) is float and not math.isfinite(value):
+        raise ConfigError(where, f"{value!r} is not a finite number", fix)
+    if type(value) in (int, float):
+        if "minimum" in schema and value < schema["minimum"]:
+            raise ConfigError(where, f"{value!r} is less than the minimum of {schema['minimum']}", fix)
+        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+            raise ConfigError(where, f"{value!r} must be greater than {schema['exclusiveMinimum']}", fix)
+        if "maximum" in schema and value > schema["maximum"]:
+            raise ConfigError(where, f"{value!r} is more than the maximum of {schema['maximum']}", fix)
+    if isinstance(value, str):
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            raise ConfigError(where, f"{value!r} is shorter than {schema['minLength']} characters", fix)
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            raise ConfigError(where, f"longer than {schema['maxLength']} characters", fix)
     if isinstance(value, dict) and ("properties" in schema or "additionalProperties" in schema):
         props = schema.get("properties", {})
         extra = schema.get("additionalProperties", True)
@@ -319,14 +347,48 @@ def _check(value: Any, schema: dict[str, Any], path: list[str]) -> None:
 
 def config_schema() -> dict[str, Any]:
     import json
-    return json.loads((SCHEMA_DIR / "config.schema.json").read_text())
+    schema: dict[str, Any] = json.loads((SCHEMA_DIR / "config.schema.json").read_text())
+    return schema
+
+
+#: deeper than any setting (sinks.kafka.config.a.b.c... is the deepest real one)
+MAX_DEPTH = 24
+#: values in one document; a YAML alias bomb expands to far more than any real file holds
+MAX_NODES = 100_000
+
+
+def _shape(doc: Any) -> None:
+    """Refuse documents no setting can have: alias loops, absurd depth, alias bombs (before anything walks them)."""
+    nodes = 0
+
+    def walk(value: Any, path: list[str], on_path: set[int]) -> None:
+        nonlocal nodes
+        nodes += 1
+        where = ".".join(path) or "(top level)"
+        if nodes > MAX_NODES:
+            raise ConfigError(where, f"the document holds more than {MAX_NODES} values",
+                              "check YAML aliases (*name): each use repeats what the anchor holds")
+        if not isinstance(value, (dict, list)):
+            return
+        if id(value) in on_path:
+            raise ConfigError(where, "contains itself (a YAML alias inside its own anchor)", "remove the alias loop")
+        if len(path) > MAX_DEPTH:
+            raise ConfigError(where, f"nested deeper than {MAX_DEPTH} levels", "see docs/configuration.md")
+        on_path.add(id(value))
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in items:
+            walk(v, [*path, str(k)], on_path)
+        on_path.discard(id(value))
+
+    walk(doc, [], set())
 
 
 def validate(doc: dict[str, Any]) -> None:
+    _shape(doc)
     _check(doc, config_schema(), [])
 
 
-def _build(cls, data: dict[str, Any]):
+def _build(cls: Any, data: dict[str, Any]) -> Any:
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
@@ -338,42 +400,19 @@ def _build(cls, data: dict[str, Any]):
     return cls(**kwargs)
 
 
-def load(path: str | None = None, env: dict[str, str] | None = None,
-         overrides: list[tuple[str, Any]] | None = None) -> Settings:
-    """Merge file, environment and flags; validate; build typed settings."""
+def parse(path: str | None = None, env: dict[str, str] | None = None,
+          overrides: list[tuple[str, Any]] | None = None) -> Settings:
+    """Merge file, environment and flags; check against the schema; build typed settings.
+
+    Schema only, hence not called load: exporter.config.load adds the rules a schema
+    cannot say, and is what the exporter runs.
+    """
     doc = load_document(path, dict(os.environ) if env is None else env, overrides or [])
     validate(doc)
-    settings = _build(Settings, doc)
-    check(settings)
+    return build(doc)
+
+
+def build(doc: dict[str, Any]) -> Settings:
+    """Typed settings from a document that passed :func:`validate`."""
+    settings: Settings = _build(Settings, doc)
     return settings
-
-
-def check(s: Settings) -> None:
-    """Cross-field rules a JSON Schema cannot say plainly."""
-    if s.checkpoint.store == "file" and not s.checkpoint.path:
-        raise ConfigError("checkpoint.path", "the file store needs a path",
-                          "set checkpoint.path (a file on a persistent volume) or checkpoint.store=kubernetes")
-    if s.sinks.kafka.enabled and not s.sinks.kafka.brokers:
-        raise ConfigError("sinks.kafka.brokers", "Kafka is enabled but no brokers are set",
-                          "set sinks.kafka.brokers to host:port[,host:port]")
-    if s.sinks.kafka.enabled:
-        from exporter.sinks.kafka import check_settings
-        check_settings(s.sinks.kafka)
-    if s.sinks.otlp.enabled:
-        from exporter.sinks.otlp import check_settings as check_otlp
-        check_otlp(s.sinks.otlp)
-    if s.sinks.elasticsearch.enabled:
-        from exporter.sinks.elasticsearch import check_settings as check_elasticsearch
-        check_elasticsearch(s.sinks.elasticsearch)
-    if not (s.sinks.stdout.enabled or s.sinks.kafka.enabled or s.sinks.otlp.enabled
-            or s.sinks.elasticsearch.enabled):
-        raise ConfigError("sinks", "no sink is enabled",
-                          "enable sinks.stdout, sinks.kafka, sinks.otlp or sinks.elasticsearch")
-    if s.leader_election.enabled:
-        from exporter.leader import check_settings as check_leader_election
-        check_leader_election(s.leader_election)
-    from exporter.transforms.filters import FilterError, parse_field_selector
-    try:
-        parse_field_selector(s.filters.field_selector)
-    except FilterError as exc:
-        raise ConfigError("filters.field_selector", str(exc), "use kubectl syntax: type!=Normal,reason=BackOff") from exc

@@ -2,23 +2,33 @@
 
 msgspec decodes only the fields a record needs straight into slotted structs,
 skipping managedFields and everything else without building it: about half
-the CPU of a full orjson.loads of the same line, measured on gen_stream.py
-output (docs/BENCHMARKS.md). Both API shapes share one struct (their field
-names do not collide). This module is the only importer of msgspec.
+the CPU of a full orjson.loads of the same line, measured on a realistic
+watch stream (docs/BENCHMARKS.md). Both API shapes share one struct (their
+field names do not collide). This module is the only importer of msgspec.
 
-Odd data never crashes: a value of an unexpected type (a string count, a
-number as a message) fails typed decoding, and :func:`lenient` then decodes the
-line generically, drops each offending value (it becomes null) and converts.
+:func:`decode_line` is the one way a watch line (live or replayed) becomes an
+envelope; the rule it applies is written in docs/records.md ("Input"). Odd
+data never crashes: a value of an unexpected type (a string count, a number as
+a reason, a count beyond 64 bits, JSON nested too deep for the typed decoder)
+sends the line to :func:`salvage`, which decodes it generically, keeps only
+the fields a record reads, nulls each value of the wrong type (saying which)
+and converts; a line that still cannot be an Event envelope raises
+:class:`BadInput` with a short kind for the metric and a detail for the log.
 """
 from __future__ import annotations
 
-import re
+import hashlib
 from typing import Any, Optional
 
 import msgspec
 import orjson
 
 Str = Optional[str]
+
+#: Elasticsearch's ``long`` (and Java's, and orjson's signed range): integers outside it are clamped.
+LONG_MIN, LONG_MAX = -(1 << 63), (1 << 63) - 1
+#: Deepest JSON value kept in a free-form field (message/note): deeper ones are nulled, not crashed on.
+MAX_ANY_DEPTH = 64
 
 
 class Ref(msgspec.Struct, gc=False):
@@ -37,7 +47,7 @@ class Meta(msgspec.Struct, gc=False):
     uid: Str = None
     resourceVersion: Str = None
     creationTimestamp: Str = None
-    annotations: Optional[dict[str, Any]] = None
+    annotations: Optional[dict[str, Str]] = None
 
 
 class Source(msgspec.Struct, gc=False):
@@ -101,51 +111,209 @@ class EventList(msgspec.Struct, gc=False):
 
 
 DecodeError = msgspec.DecodeError
-ValidationError = msgspec.ValidationError
+ValidationError = msgspec.ValidationError  # a subclass of DecodeError: catch it first
 _envelope = msgspec.json.Decoder(Envelope)
 _list = msgspec.json.Decoder(EventList)
-_PATH = re.compile(r"- at `\$(.*)`$")
-_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+_encode = msgspec.json.encode
 
 
-def envelope(line: bytes) -> Envelope:
-    """Typed decode of one watch line; raises DecodeError (not JSON) or ValidationError (odd types)."""
-    return _envelope.decode(line)
+def _finite(text: str) -> Any:
+    """Untyped float literals in salvage: one beyond a double's range (1e400) becomes null, not an error."""
+    f = float(text)
+    return f if f - f == 0.0 else None
+
+
+_generic = msgspec.json.Decoder(float_hook=_finite)
+
+
+class BadInput(Exception):
+    """A line or document that cannot become an Event envelope: ``kind`` for the metric, ``detail`` for the log."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+#: Nothing was repaired (the common case): the second item of decode_line's answer.
+CLEAN: tuple[str, ...] = ()
+
+
+def decode_line(line: bytes) -> tuple[Envelope, tuple[str, ...]]:
+    """One watch line (or a whole pretty-printed document) -> (envelope, paths of values nulled).
+
+    The rule (docs/records.md, "Input"): typed decode; on a value of the wrong
+    type, or JSON too deep for it, :func:`salvage`. Raises BadInput when the
+    text is not JSON, not an object, has no type or object, or when the object
+    is not an Event (an ERROR's Status excepted). A bare Event (kubectl's
+    ``-w -o json`` without ``--output-watch-events``) is taken as ADDED.
+    """
+    try:
+        env = _envelope.decode(line)
+    except ValidationError:  # before DecodeError, its base class: valid JSON, odd types
+        return salvage(line)
+    except DecodeError as exc:
+        raise BadInput("not_json", str(exc)[:200]) from None
+    except RecursionError:
+        return salvage(line)
+    obj = env.object
+    kind = obj.kind
+    if kind is not None and kind != "Event" and env.type != "ERROR":
+        raise BadInput("not_an_event", f"an object of kind {kind[:60]!r}, not an Event")
+    m = obj.message
+    n = obj.note
+    if (m is not None and type(m) is not str) or (n is not None and type(n) is not str):
+        return salvage(line)  # a free-form value that is not text: bounded and checked there
+    return env, CLEAN
 
 
 def event_list(body: bytes) -> EventList:
+    """A LIST response body; odd values are nulled (a body that is not a list at all raises BadInput)."""
     try:
         return _list.decode(body)
     except ValidationError:
-        return lenient(body, EventList)
+        pass
+    except DecodeError as exc:
+        raise BadInput("not_json", str(exc)[:200]) from None
+    except RecursionError:
+        pass
+    doc = _loads(body)
+    if not isinstance(doc, dict):
+        raise BadInput("not_an_object", f"a LIST body that is a JSON {type(doc).__name__}")
+    nulled: list[str] = []
+    return msgspec.convert(_clean(doc, _LIST_T, "$", nulled), EventList)
 
 
 def event(obj: dict[str, Any]) -> Event:
-    """An Event from an already-decoded dict (tests, kubectl pretty-printed input)."""
-    return lenient(orjson.dumps(obj), Event)
+    """An Event from an already-decoded dict (tests; values of the wrong type are nulled)."""
+    nulled: list[str] = []
+    return msgspec.convert(_clean(obj, _EVENT_T, "$", nulled), Event)
 
 
-def lenient(raw: bytes, typ: type, max_fixes: int = 50):
-    """Decode generically, null out every value msgspec refuses, then convert.
+def fingerprint(ev: Event) -> str:
+    """A stable 32-hex-digit digest of every field read from this Event (for an id when uid/RV are missing)."""
+    return hashlib.blake2b(_encode(ev), digest_size=16).hexdigest()
 
-    Raises DecodeError when raw is not JSON, ValidationError when the top level
-    itself is not the expected shape.
+
+# --- the lenient path --------------------------------------------------------------------
+
+def _loads(raw: bytes) -> Any:
+    """Generic decode: msgspec (big integers kept), else orjson (deeper nesting); neither: BadInput."""
+    try:
+        return _generic.decode(raw)
+    except ValidationError as exc:  # before DecodeError, its base class
+        why = str(exc)
+    except DecodeError as exc:
+        raise BadInput("not_json", str(exc)[:200]) from None
+    except RecursionError:
+        why = "nested too deep"
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadInput("not_json", f"{why[:100]}; {str(exc)[:100]}") from None
+
+
+def salvage(raw: bytes) -> tuple[Envelope, tuple[str, ...]]:
+    """Decode generically, keep the fields a record reads, null each value of the wrong type, convert.
+
+    Linear in the line: one generic decode, one walk over the kept fields (free-form
+    values walked iteratively, to :data:`MAX_ANY_DEPTH`), one conversion.
     """
-    doc = orjson.loads(raw) if isinstance(raw, (bytes, str)) else raw
-    for _ in range(max_fixes):
-        try:
-            return msgspec.convert(doc, typ)
-        except ValidationError as exc:
-            m = _PATH.search(str(exc))
-            if not m or not m.group(1):
-                raise
-            steps = [(a, int(b) if b else None) for a, b in _STEP.findall(m.group(1))]
-            parent = doc
-            for key, idx in steps[:-1]:
-                parent = parent[key] if key else parent[idx]
-            key, idx = steps[-1]
-            if key:
-                parent[key] = None
-            else:
-                parent[idx] = None
-    raise ValidationError("too many values of unexpected types")
+    doc = _loads(raw)
+    if not isinstance(doc, dict):
+        raise BadInput("not_an_object", f"a JSON {type(doc).__name__}, not a watch envelope")
+    obj, etype = doc.get("object"), doc.get("type")
+    if not isinstance(obj, dict):
+        if doc.get("kind") == "Event" and isinstance(doc.get("metadata"), dict):
+            obj, etype = doc, "ADDED"  # a bare Event, no watch envelope
+        else:
+            raise BadInput("no_object", "no 'object' in the envelope")
+    if not isinstance(etype, str):
+        raise BadInput("no_type", "no 'type' (a string) in the envelope")
+    kind = obj.get("kind")
+    if kind is not None and kind != "Event" and etype != "ERROR":
+        shown = kind[:60] if isinstance(kind, str) else type(kind).__name__
+        raise BadInput("not_an_event", f"an object of kind {shown!r}, not an Event")
+    nulled: list[str] = []
+    clean = _clean(obj, _EVENT_T, "$.object", nulled)
+    try:
+        ev = msgspec.convert(clean, Event)
+    except (ValidationError, RecursionError) as exc:  # not expected after _clean; never a crash
+        raise BadInput("unusable_object", str(exc)[:200]) from None
+    return Envelope(type=etype, object=ev), tuple(nulled)
+
+
+def free_text(value: Any) -> Optional[str]:
+    """A free-form JSON value (message/note that is not a string) as its JSON text; None if not representable.
+
+    Not representable: nested deeper than MAX_ANY_DEPTH, or an integer outside the
+    64-bit range anywhere in it (no consumer reads one back).
+    """
+    if not _depth_ok(value, MAX_ANY_DEPTH):
+        return None
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits
+        return None
+
+
+def _depth_ok(value: Any, limit: int) -> bool:
+    """Whether a JSON value nests no deeper than ``limit`` (iterative: any input depth is safe)."""
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if d > limit:
+            return False
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+    return True
+
+
+def _clean(value: Any, t: Any, path: str, nulled: list[str]) -> Any:
+    """``value`` made to fit msgspec type info ``t``: unknown keys dropped, wrong types nulled (path noted)."""
+    if value is None:
+        return None
+    if isinstance(t, msgspec.inspect.UnionType):  # Optional[X]: X or None
+        t = next(x for x in t.types if not isinstance(x, msgspec.inspect.NoneType))
+    if isinstance(t, msgspec.inspect.StrType):
+        if type(value) is str:
+            return value
+    elif isinstance(t, msgspec.inspect.IntType):
+        if type(value) is float and value.is_integer():
+            value = int(value)
+        if type(value) is int:
+            if value > LONG_MAX or value < LONG_MIN:
+                nulled.append(path + " (clamped)")
+                return LONG_MAX if value > 0 else LONG_MIN
+            return value
+    elif isinstance(t, msgspec.inspect.StructType):
+        if type(value) is dict:
+            out = {}
+            for f in t.fields:
+                v = value.get(f.encode_name)
+                if v is not None:
+                    out[f.encode_name] = _clean(v, f.type, f"{path}.{f.encode_name}", nulled)
+            return out
+    elif isinstance(t, msgspec.inspect.DictType):
+        if type(value) is dict:
+            return {k: _clean(v, t.value_type, f"{path}[{k[:40]!r}]", nulled) for k, v in value.items()}
+    elif isinstance(t, msgspec.inspect.ListType):
+        if type(value) is list:
+            return [_clean(v, t.item_type, f"{path}[{i}]", nulled) for i, v in enumerate(value)]
+    elif isinstance(t, msgspec.inspect.AnyType):  # free-form (message/note): kept as text
+        if type(value) is str:
+            return value
+        text = free_text(value)
+        if text is None:
+            nulled.append(path + " (not representable: nested too deep or an integer out of range)")
+        return text
+    else:  # pragma: no cover - a type added to the structs above without a rule here
+        raise TypeError(f"no salvage rule for {t!r}")
+    nulled.append(path)
+    return None
+
+
+_EVENT_T = msgspec.inspect.type_info(Event)
+_LIST_T = msgspec.inspect.type_info(EventList)

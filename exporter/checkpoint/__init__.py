@@ -24,7 +24,8 @@ class Store(Protocol):
 def encode(positions: dict[str, str]) -> bytes:
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return orjson.dumps({"version": FORMAT_VERSION,
-                         "streams": {k: {"resource_version": v, "saved_at": now} for k, v in sorted(positions.items())}},
+                         "streams": {k: {"resource_version": v, "saved_at": now}
+                                     for k, v in sorted(positions.items())}},
                         option=orjson.OPT_INDENT_2)
 
 

@@ -10,8 +10,11 @@ Layered like kopf's watching (one concern per level):
     watch()          one HTTP watch request from an RV; returns when the server
                      closes it (routine), raises Gone on 410 (HTTP or in-stream)
 
-Every envelope goes to Pipeline.handle in stream order; see
-../shared/design/watch-semantics.md for the behaviours this follows.
+Every line goes through wire.decode_line (the one input rule, shared with
+replay: docs/records.md, "Input") and every envelope to Pipeline.handle in
+stream order. The pipeline owns the initial-state flag and the relist dedup:
+this module only says where an initial state begins and ends.
+docs/design.md describes the watch semantics this follows (resume, 410, bookmarks).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import threading
 from typing import Any
 
 from exporter import log, wire
-from exporter.acks import rv_newer
+from exporter.backoff import Backoff
 from exporter.errors import ApiError, Forbidden, Gone
 from exporter.kube.client import KubeClient, Unreachable
 from exporter.pipeline import Pipeline, Stream
@@ -37,24 +40,6 @@ def stream_key(s: KubernetesSettings, namespace: str | None) -> str:
     return "|".join((s.api, namespace or "*", s.field_selector, s.label_selector))
 
 
-class Backoff:
-    """Exponential backoff with full jitter, capped; honours a server's Retry-After."""
-
-    def __init__(self, initial: float, cap: float) -> None:
-        self.initial, self.cap, self.attempt = initial, cap, 0
-
-    def next(self, retry_after: float | None = None) -> float:
-        delay = min(self.cap, self.initial * (2 ** self.attempt))
-        self.attempt += 1
-        delay = random.uniform(delay / 2, delay)
-        if retry_after:
-            delay = max(delay, min(retry_after, 300.0))
-        return delay
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
 class WatchSource:
     def __init__(self, client: KubeClient, pipeline: Pipeline, settings: KubernetesSettings,
                  stream: Stream, namespace: str | None, stop: threading.Event) -> None:
@@ -69,6 +54,8 @@ class WatchSource:
         self.watch_list = {"auto": None, "true": True, "false": False}.get(str(settings.watch_list).lower())
         self.backoff = Backoff(settings.backoff_initial_seconds, settings.backoff_max_seconds)
         self.fatal: BaseException | None = None
+        #: This stream's initial state was delivered once: from then on a 403 is retried, not fatal.
+        self.established = False
 
     # --- level 1: forever ----------------------------------------------------------
 
@@ -97,7 +84,7 @@ class WatchSource:
                             consequence="Events that expired, and intermediate updates of Events updated again, "
                                         "since this resourceVersion are not in the relist")
             except Forbidden as exc:
-                if not self.stats.ready:
+                if not self.established:
                     self.fatal = exc
                     return
                 self._pause(exc, "watch")  # RBAC changed under us: keep trying, loudly
@@ -142,19 +129,25 @@ class WatchSource:
                     raise
                 log.info("watch_list_unsupported_falling_back_to_list", stream=st.key, status=exc.status)
                 self.watch_list = False
-        self.pipeline.begin_initial(st)
+        self.pipeline.begin_initial(st, dedup_rv)
         cont, list_rv, n = None, None, 0
         while True:
             q = {"limit": 1 if skip_all else self.s.page_size, "continue": cont,
                  "fieldSelector": self.s.field_selector, "labelSelector": self.s.label_selector}
-            body = wire.event_list(self.client.request_raw("GET", self.path, query=q, timeout=60.0))
+            raw = self.client.request_raw("GET", self.path, query=q, timeout=60.0)
+            try:
+                body = wire.event_list(raw)
+            except wire.BadInput as exc:  # not even a list: the page is retried like any failed request
+                self.pipeline.report("list_body_undecodable", "input", exc.kind, stream=st.key, detail=exc.detail)
+                raise ApiError(500, f"LIST body undecodable: {exc.detail}") from None
             list_rv = body.metadata.resourceVersion or list_rv
             self.pipeline.tick()
             if not skip_all:
                 for item in body.items:
-                    rv = item.metadata.resourceVersion if item.metadata is not None else None
-                    if dedup_rv and rv and not rv_newer(rv, dedup_rv):
-                        self.stats.relist_deduplicated += 1
+                    if item.kind is not None and item.kind != "Event":
+                        self.stats.decode_errors += 1
+                        self.pipeline.report("list_item_skipped", "input", "not_an_event", stream=st.key,
+                                             object_kind=item.kind[:60])
                         continue
                     if item.apiVersion is None:
                         item.apiVersion = self.api_version  # LIST items carry no apiVersion
@@ -166,7 +159,8 @@ class WatchSource:
                 break
         self.pipeline.end_initial(st, list_rv)
         self.stats.progress()
-        self.stats.ready = True
+        self.established = True
+        self.stats.ready = True  # /readyz (reported, never read back for control flow)
         log.info("listed", stream=st.key, resource_version=list_rv, emitted=n, relist=not first_start)
 
     # --- level 3: one watch request ---------------------------------------------------
@@ -179,38 +173,34 @@ class WatchSource:
                              "fieldSelector": self.s.field_selector, "labelSelector": self.s.label_selector}
         if initial:
             q.update(sendInitialEvents="true", resourceVersionMatch="NotOlderThan", resourceVersion="")
-            self.pipeline.begin_initial(st)
+            self.pipeline.begin_initial(st, dedup_rv)
         else:
             q["resourceVersion"] = rv
-        handle, decode, pipeline, stats = self.pipeline.handle, wire.envelope, self.pipeline, self.stats
+        handle, decode, pipeline, stats = self.pipeline.handle, wire.decode_line, self.pipeline, self.stats
         try:
             for lines in self.client.stream(self.path, query=q, inactivity_timeout=self.s.inactivity_timeout_seconds):
                 pipeline.tick()
                 for line in lines:
                     try:
-                        env = decode(line)
-                    except wire.ValidationError:
-                        try:
-                            env = wire.lenient(line, wire.Envelope)
-                        except (wire.ValidationError, wire.DecodeError, ValueError):
-                            env = None
-                    except wire.DecodeError:
-                        env = None
-                    if env is None:
-                        stats.decode_errors += 1
-                        log.warning("watch_line_undecodable", stream=st.key, line=line[:200].decode("utf-8", "replace"))
+                        env, nulled = decode(line)
+                    except wire.BadInput as exc:
+                        if line.strip():
+                            stats.decode_errors += 1
+                            pipeline.report("watch_line_skipped", "input", exc.kind, stream=st.key,
+                                            after_resource_version=st.last_seen, detail=exc.detail,
+                                            line=line[:200].decode("utf-8", "replace"))
                         continue
                     etype, obj = env.type, env.object
+                    if nulled:
+                        pipeline.report("watch_values_nulled", "input", "value_nulled", stream=st.key,
+                                        resource_version=obj.metadata.resourceVersion if obj.metadata else None,
+                                        paths=list(nulled[:20]))
                     if etype == "ERROR":
                         raise _status_error(obj)
-                    if st.initial and dedup_rv and etype != "BOOKMARK":
-                        orv = obj.metadata.resourceVersion if obj.metadata is not None else None
-                        if orv and not rv_newer(orv, dedup_rv):
-                            stats.relist_deduplicated += 1
-                            continue
                     handle(st, etype, obj)
                     if initial and not st.initial:
                         initial = False  # the initial state is complete; the same stream goes on as a watch
+                        self.established = True
                         stats.ready = True
                         log.info("listed", stream=st.key, resource_version=st.last_seen, via="watch-list")
                 pipeline.flush()
@@ -225,7 +215,7 @@ class WatchSource:
             raise
         if initial:
             # The server ended the stream before the initial-events-end bookmark: not supported as asked.
-            st.initial = False
+            pipeline.abort_initial(st)
             raise ApiError(400, "watch-list stream ended without the initial-events-end bookmark")
         stats.ready = True
 

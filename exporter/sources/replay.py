@@ -1,105 +1,259 @@
-"""Replay source: watch-envelope JSON lines from a file or stdin.
+"""Replay source: watch envelopes from a file or stdin (a capture, or a pipe from kubectl).
 
-The format ``kubectl get events -A --watch --output-watch-events -o json`` prints
-(one envelope per line, or pretty-printed objects one after another) and
-../shared/bench/gen_stream.py writes. Used to re-process a capture, to debug a
-filter, and for benchmarks: the same pipeline as a live watch, minus the API.
+Used to re-process a capture, to debug a filter, and for benchmarks: the same
+pipeline as a live watch, minus the API (bench/gen_stream.py writes such input). The input is one JSON document per
+line (the apiserver's watch stream), or pretty-printed documents one after
+another, indented (``kubectl get events -w --output-watch-events -o json``, jq). What is
+accepted, and what is reported and skipped, is the rule of docs/records.md
+("Input"), the same as the live watch's: every line goes through
+:func:`exporter.wire.decode_line`.
+
+Linear in the input, whatever it holds: lines are split from chunks as they are
+read; a multi-line document is collected with a brace count (each line scanned
+once, the document decoded once when its braces balance); nothing is held
+beyond MAX_DOCUMENT_BYTES.
+
+Prompt from a pipe, batched from a file: before a read that would block (nothing
+more is readable now) the sinks are flushed, so a record leaves as soon as its
+line has arrived and the input pauses; a file or a fast pipe is read in big
+chunks and written in big batches.
 """
 from __future__ import annotations
 
-from typing import BinaryIO
+import io
+import re
+import select
+from typing import Any, BinaryIO, Callable, Iterator, Optional
 
-import orjson
+from exporter import log
+from exporter.pipeline import Pipeline, Stream
+from exporter.wire import BadInput, Envelope, decode_line
 
-from exporter import log, wire
-from exporter.pipeline import Pipeline
+#: Largest line or document kept: 10x etcd's default request limit (1.5 MiB), so no real Event is near it.
+MAX_DOCUMENT_BYTES = 16 << 20
+#: Bytes asked for per read: few system calls for a file, little memory. At most MAX_DOCUMENT_BYTES
+#: (only a line that spans reads is measured against it).
+CHUNK_BYTES = 256 << 10
+#: Exit code of a replay that delivered every record it could but skipped some input (each one logged).
+EXIT_SKIPPED = 4
+
+_TOKEN = re.compile(rb'\\.|["{}]')  # what a brace count must see: escapes, quotes, braces
 
 
-def run(pipeline: Pipeline, src: BinaryIO, *, stream_key: str = "replay") -> None:
-    stream = pipeline.stream(stream_key, None)
-    handle = pipeline.handle
-    decode = wire.envelope
-    stats = pipeline.stats
-    pending = b""  # a multi-line (pretty-printed) JSON document being collected
-    lineno = 0
-    tick, commit = pipeline.tick, pipeline.commit
-    for lineno, line in enumerate(src, 1):
-        if not lineno & 255:
-            tick()
-            commit()  # prunes the ledger: memory stays flat however long the input
-        if not pending:
+class _TooLong(bytes):
+    """Stands for a line over MAX_DOCUMENT_BYTES (its bytes were not kept)."""
+
+
+_TOO_LONG = _TooLong()
+
+
+class _Document:
+    """A pretty-printed JSON document being collected; braces are counted outside strings."""
+
+    __slots__ = ("first", "parts", "size", "depth", "in_str", "over")
+
+    def __init__(self, first: int) -> None:
+        self.first = first
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.depth = 0
+        self.in_str = False
+        self.over = False
+
+    def add(self, line: bytes) -> bool:
+        """Take one more line; True when the document's braces balance (it is complete)."""
+        depth, in_str = self.depth, self.in_str
+        for tok in _TOKEN.findall(line):
+            if in_str:
+                if tok == b'"':
+                    in_str = False
+            elif tok == b'"':
+                in_str = True
+            elif tok == b"{":
+                depth += 1
+            elif tok == b"}":
+                depth -= 1
+        self.depth, self.in_str = depth, in_str
+        self.size += len(line) + 1
+        if not self.over:
+            if self.size > MAX_DOCUMENT_BYTES or type(line) is _TooLong:
+                self.over, self.parts = True, []
+            else:
+                self.parts.append(line)
+        return depth <= 0
+
+    def text(self) -> bytes:
+        return b"\n".join(self.parts)
+
+
+def _chunks(src: BinaryIO, idle: Callable[[], None]) -> Iterator[list[bytes]]:
+    """Complete lines (without their newline) as they are read; ``idle()`` before a read that would block.
+
+    A line longer than MAX_DOCUMENT_BYTES is not kept: it comes as _TOO_LONG, so
+    line numbers stay right. Joining a partial line happens once, when its end arrives.
+    """
+    read = getattr(src, "read1", None) or src.read
+    poller: Any = None
+    try:
+        fd = src.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        poller = None  # an in-memory stream: it never blocks
+    parts: list[bytes] = []
+    size, too_long = 0, False
+    while True:
+        if poller is not None and not poller.poll(0):
+            idle()
+        chunk = read(CHUNK_BYTES)
+        if not chunk:
+            break
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        if lines:
+            if parts or too_long:
+                if not too_long and size + len(lines[0]) <= MAX_DOCUMENT_BYTES:
+                    parts.append(lines[0])
+                    lines[0] = b"".join(parts)
+                else:
+                    lines[0] = _TOO_LONG
+                parts, size, too_long = [], 0, False
+            elif len(lines[0]) > MAX_DOCUMENT_BYTES:
+                lines[0] = _TOO_LONG
+            yield lines
+        if tail and not too_long:
+            size += len(tail)
+            if size > MAX_DOCUMENT_BYTES:
+                parts, too_long = [], True
+            else:
+                parts.append(tail)
+    if too_long:
+        yield [_TOO_LONG]
+    elif parts:
+        yield [b"".join(parts)]
+
+
+class _Replay:
+    """One replay: a stream in the pipeline, a line count, and the document being collected."""
+
+    def __init__(self, pipeline: Pipeline, stream: Stream) -> None:
+        self.pipeline = pipeline
+        self.stream = stream
+        self.stats = pipeline.stats
+
+    def skip(self, kind: str, detail: str, line: int, last_line: Optional[int] = None) -> None:
+        """Input that cannot be an envelope: counted (kee_decode_errors, kee_errors) and logged with its line."""
+        self.stats.decode_errors += 1
+        where: dict[str, Any] = {"line": line} if last_line is None or last_line == line else \
+            {"line": line, "last_line": last_line}
+        self.pipeline.report("replay_input_skipped", "input", kind, detail=detail, **where)
+
+    def nulled(self, paths: tuple[str, ...], line: int) -> None:
+        self.pipeline.report("replay_values_nulled", "input", "value_nulled", line=line, paths=list(paths[:20]))
+
+    def emit(self, env: Envelope, line: int) -> None:
+        if env.type == "ERROR":
+            obj = env.object
+            self.pipeline.report("replay_error_envelope", "replay", "watch_error_envelope", line=line,
+                                 code=obj.code, status=str(obj.message)[:200])
+        else:
+            self.pipeline.handle(self.stream, env.type, env.object)
+
+    def decode(self, text: bytes, line: int, last_line: Optional[int] = None) -> None:
+        try:
+            env, nulled = decode_line(text)
+        except BadInput as exc:
+            self.skip(exc.kind, exc.detail, line, last_line)
+            return
+        if nulled:
+            self.nulled(nulled, line)
+        self.emit(env, line)
+
+    def refused(self, text: bytes, exc: BadInput, line: int) -> Optional[_Document]:
+        """A line decode_line refused: blank, too long, the start of a pretty-printed document, or bad."""
+        if type(text) is _TooLong:
+            self.skip("line_too_long", f"a line over {MAX_DOCUMENT_BYTES} bytes", line)
+        elif exc.kind == "not_json" and text.lstrip().startswith(b"{"):
+            doc = _Document(line)
+            if not doc.add(text):
+                return doc  # kubectl -o json pretty-prints one document over many lines
+            self.skip(exc.kind, exc.detail, line)
+        elif text.strip():
+            self.skip(exc.kind, exc.detail, line)
+        return None
+
+    def more(self, doc: _Document, text: bytes, line: int) -> Optional[_Document]:
+        """One more line of a multi-line document; None once it is complete (or given up)."""
+        if text[:1] == b"{":
+            # Inside an indented document no line starts at column 0 with "{": a document that
+            # starts here means the one being collected was cut short.
+            if text.rstrip() == b"{":
+                self.skip("document_incomplete", "a document cut short by the next one", doc.first, line - 1)
+                doc = _Document(line)
+                doc.add(text)
+                return doc
             try:
-                env = decode(line)
+                env, nulled = decode_line(text)
+            except BadInput as exc:
+                if exc.kind != "not_json":
+                    self.skip("document_incomplete", "a document cut short by the next one", doc.first, line - 1)
+                    self.skip(exc.kind, exc.detail, line)
+                    return None
+            else:
+                self.skip("document_incomplete", "a document cut short by the next one", doc.first, line - 1)
+                if nulled:
+                    self.nulled(nulled, line)
+                self.emit(env, line)
+                return None
+        if not doc.add(text):
+            return doc
+        if doc.over:
+            self.skip("document_too_large", f"a document over {MAX_DOCUMENT_BYTES} bytes", doc.first, line)
+        else:
+            self.decode(doc.text(), doc.first, line)
+        return None
+
+
+def run(pipeline: Pipeline, src: BinaryIO, *, stream_key: str = "replay") -> int:
+    """Replay every envelope of ``src`` through ``pipeline``; returns how many inputs were skipped."""
+    stream = pipeline.stream(stream_key, None)
+    r = _Replay(pipeline, stream)
+    stats = pipeline.stats
+    skipped_before = stats.decode_errors + stats.unknown_envelopes
+    handle, tick, commit, decode = pipeline.handle, pipeline.tick, pipeline.commit, decode_line
+
+    def idle() -> None:  # the next read would block: what has arrived leaves now
+        pipeline.flush()
+        commit()
+
+    lineno = 0
+    doc: Optional[_Document] = None
+    for lines in _chunks(src, idle):
+        tick()
+        for line in lines:
+            lineno += 1
+            if doc is None:
+                try:
+                    env, nulled = decode(line)
+                except BadInput as exc:
+                    doc = r.refused(line, exc, lineno)
+                    continue
+                if nulled:
+                    r.nulled(nulled, lineno)
                 etype = env.type
                 if etype == "ERROR":
-                    _error(stats, lineno, env.object)
+                    r.emit(env, lineno)
                 else:
                     handle(stream, etype, env.object)
-                continue
-            except wire.DecodeError:
-                if not line.strip():
-                    continue
-                if line.lstrip().startswith(b"{"):
-                    pending = line  # kubectl -o json pretty-prints one document over many lines
-                    continue
-                _bad(stats, lineno, "not JSON")
-                continue
-            except wire.ValidationError:
-                doc = line
-        else:
-            pending += line
-            try:
-                orjson.loads(pending)
-            except orjson.JSONDecodeError:
-                if len(pending) > 64 << 20:
-                    _bad(stats, lineno, "document over 64 MiB")
-                    pending = b""
-                continue
-            doc, pending = pending, b""
-        _slow_path(stream, handle, stats, lineno, doc)
-    if pending:
-        _bad(stats, lineno, "truncated JSON at end of input")
+            else:
+                doc = r.more(doc, line, lineno)
+        commit()  # prunes the ledger: memory stays flat however long the input
+    if doc is not None:
+        r.skip("document_truncated", "end of input inside a document", doc.first, lineno)
     pipeline.flush()
     commit()
-
-
-def _slow_path(stream, handle, stats, lineno: int, raw: bytes) -> None:
-    """A line the typed decoder refused: odd value types, a bare Event, or not an envelope at all."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        _bad(stats, lineno, "not JSON")
-        return
-    if not isinstance(doc, dict):
-        _bad(stats, lineno, "not a JSON object")
-        return
-    obj, etype = doc.get("object"), doc.get("type")
-    if not isinstance(obj, dict):
-        if doc.get("kind") == "Event" and isinstance(doc.get("metadata"), dict):  # a bare Event (no watch envelope)
-            obj, etype = doc, "ADDED"
-        else:
-            _bad(stats, lineno, "no 'object' in the envelope")
-            return
-    if not isinstance(etype, str):
-        _bad(stats, lineno, "no 'type' in the envelope")
-        return
-    try:
-        ev = wire.lenient(obj, wire.Event)
-    except wire.ValidationError as exc:
-        _bad(stats, lineno, f"unusable object: {exc}")
-        return
-    if etype == "ERROR":
-        _error(stats, lineno, ev)
-    else:
-        handle(stream, etype, ev)
-
-
-def _error(stats, lineno: int, obj) -> None:
-    stats.error("replay", "watch_error_envelope")
-    log.warning("replay_error_envelope", line=lineno, code=obj.code, status=str(obj.message)[:200])
-
-
-def _bad(stats, lineno: int, why: str) -> None:
-    stats.decode_errors += 1
-    if stats.decode_errors <= 10 or stats.decode_errors % 1000 == 0:
-        log.warning("replay_line_skipped", line=lineno, reason=why, total=stats.decode_errors)
+    skipped = stats.decode_errors + stats.unknown_envelopes - skipped_before
+    if skipped:
+        log.warning("replay_input_skipped_total", skipped=skipped, lines=lineno,
+                    consequence=f"every other record was delivered; exit code {EXIT_SKIPPED}")
+    return skipped

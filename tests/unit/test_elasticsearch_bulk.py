@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from exporter import settings
+from exporter import config, settings
 from exporter.errors import ConfigError
 from exporter.sinks.elasticsearch import bulk, template
 from exporter.sinks.elasticsearch.transport import Transport
@@ -16,7 +16,7 @@ REC = {"id": "u-1:42", "timestamp": "2026-11-29T03:18:45Z", "observed_timestamp"
 
 
 def cfg(**kw):
-    return settings.load(None, env={}, overrides=[("sinks.stdout.enabled", False),
+    return config.load(None, env={}, overrides=[("sinks.stdout.enabled", False),
                                                   ("sinks.elasticsearch.enabled", True),
                                                   ("sinks.elasticsearch.url", "http://127.0.0.1:9"),
                                                   *((f"sinks.elasticsearch.{k}", v) for k, v in kw.items())])

@@ -232,3 +232,72 @@ def test_watch_list_initial_state_commits_at_the_end_bookmark(server, tmp_path):
     assert [r["event"]["name"] for r in sink.records] == ["p", "q", "r"]
     assert script.requests[1]["resourceVersion"] == "51"
     assert pipe.commit() == {"k": "51"}
+
+
+# --- one input rule, live and replay alike (docs/records.md, "Input") ---------------------------------
+
+ODD_LINES = [
+    b'{"type":"ADDED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"uid":"p","resourceVersion":"30"}}}',
+    json.dumps({"type": "ADDED", "object": dict(event(31, "typed"), deprecatedCount="7", type=3)}).encode(),
+    b'{"type":"ADDED","object":{"kind":"Event","apiVersion":"events.k8s.io/v1","metadata":{"uid":"big",'
+    b'"resourceVersion":"32"},"deprecatedCount":18446744073709551616}}',
+    b'{"type":"ADDED","object":{"kind":"Event","apiVersion":"events.k8s.io/v1","metadata":{"uid":"deep",'
+    b'"resourceVersion":"33"},"note":' + b"[" * 1000 + b"]" * 1000 + b"}}",
+    b'{"type":"ADDED","object":{"kind":"Event","apiVersion":"events.k8s.io/v1","reason":"no-metadata"}}',
+    b"{not json",
+    json.dumps({"type": "ADDED", "object": dict(event(35, "fine"), deprecatedLastTimestamp="yesterday")}).encode(),
+]
+
+
+def test_the_watch_and_replay_make_the_same_records_of_the_same_odd_lines(server, tmp_path):
+    import io
+
+    from exporter.sources import replay
+    script, sink, stats, _, src = run_source(server, tmp_path, [("stream", ODD_LINES)], start_rv="20")
+    replayed = Sink()
+    rstats = Stats()
+    replay.run(Pipeline([replayed], stats=rstats, live=False), io.BytesIO(b"\n".join(ODD_LINES)))
+    live = [{k: v for k, v in r.items() if k != "observed_timestamp"} for r in sink.records]
+    again = [{k: v for k, v in r.items() if k != "observed_timestamp"} for r in replayed.records]
+    assert live == again and src.fatal is None
+    assert [r["count"] for r in live] == [1, 2 ** 63 - 1, 1, 1, 1]
+    assert live[3]["id"].startswith("hash:") and live[4]["invalid_timestamps"] == {"timestamp": "yesterday"}
+    for key in (("input", "not_an_event"), ("input", "value_nulled")):
+        assert stats.errors[key] == rstats.errors[key] >= 1, key
+    # "{not json" is skipped by both; replay, which also reads pretty-printed documents, names it a
+    # document cut short by the next line
+    assert stats.errors[("input", "not_json")] == rstats.errors[("input", "document_incomplete")] == 1
+    assert stats.decode_errors == rstats.decode_errors == 2
+
+
+def test_a_403_before_this_stream_was_established_is_fatal_whatever_the_readiness_metric_says(server, tmp_path):
+    """Control flow reads the source's own state, not the /readyz flag another stream (or a standby) set."""
+    script = Script([("json", (403, {"kind": "Status", "code": 403, "message": "events is forbidden"}, {}))])
+    server["script"] = script
+    kc = tmp_path / "kc"
+    kc.write_text(json.dumps({"apiVersion": "v1", "kind": "Config", "current-context": "c",
+                              "clusters": [{"name": "c", "cluster": {"server": server["url"]}}],
+                              "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                              "users": [{"name": "u", "user": {"token": "t"}}]}))
+    stats = Stats()
+    stats.ready = True  # e.g. another namespace's stream is already listed
+    pipe = Pipeline([Sink()], stats=stats, live=False)
+    src = WatchSource(KubeClient(kubeconfig=str(kc)), pipe, KubernetesSettings(watch_list="false"),
+                      pipe.stream("k", None), "team-b", threading.Event())
+    t = threading.Thread(target=src.run, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive() and getattr(src.fatal, "status", None) == 403
+
+
+def test_a_relist_after_410_skips_what_the_watch_list_already_delivered(server, tmp_path):
+    gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"}}
+    end = {"type": "BOOKMARK", "object": {"kind": "Event", "apiVersion": "events.k8s.io/v1", "metadata": {
+        "resourceVersion": "60", "annotations": {"k8s.io/initial-events-end": "true"}}}}
+    script, sink, stats, pipe, _ = run_source(server, tmp_path, [
+        ("stream", [{"type": "ADDED", "object": event(51, "seen")}, gone]),
+        ("stream", [{"type": "ADDED", "object": event(51, "seen")}, {"type": "ADDED", "object": event(55, "new")},
+                    end]),
+    ], start_rv="50", watch_list="true")
+    assert [r["event"]["name"] for r in sink.records] == ["seen", "new"]
+    assert stats.relist_deduplicated == 1 and pipe.streams["k"].initial is False
