@@ -87,7 +87,7 @@ def live(control_plane, opensearch, tmp_path_factory):
     prefix = f"kube-events-t{uuid.uuid4().hex[:6]}"
     exp = start_exporter(cp, tmp, *es_args(opensearch, prefix), "--set", "kubernetes.initial=now")
     try:
-        exp.wait_log("elasticsearch_template_installed", 60)
+        exp.wait_log("elasticsearch_sink_started", 60)
         nodes = cp.create_kwok_nodes(2)
         (doomed,) = cp.create_kwok_nodes(1, prefix=f"kwok-doomed-{uuid.uuid4().hex[:4]}")
         tolerate_none = ("tolerations: [{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, "

@@ -8,6 +8,6 @@
 
 docs/elasticsearch.md is the user's view.
 """
-from exporter.sinks.elasticsearch.sink import ElasticsearchSink, SinkInterrupted, check_settings
+from exporter.sinks.elasticsearch.sink import ElasticsearchSink, check_settings
 
-__all__ = ["ElasticsearchSink", "SinkInterrupted", "check_settings"]
+__all__ = ["ElasticsearchSink", "check_settings"]
