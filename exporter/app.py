@@ -6,7 +6,6 @@ this module; this module never imports it back (the CLI picks one or the other).
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from exporter import log
 from exporter.errors import SinkFatal

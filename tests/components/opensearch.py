@@ -67,7 +67,7 @@ class OpenSearch:
         self.session = requests.Session()
 
     # -- lifecycle -----------------------------------------------------------------
-    def start(self, timeout: float = 120) -> "OpenSearch":
+    def start(self, timeout: float = 120) -> OpenSearch:
         """Start the node and wait until the cluster is at least yellow (green on one node with replicas 0)."""
         self.process.start()
         wait_until(self._ready, timeout, f"OpenSearch cluster health on {self.url}", interval=0.3, proc=self.process)

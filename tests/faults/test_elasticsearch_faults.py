@@ -16,8 +16,8 @@ import uuid
 
 import pytest
 
-from tests.integration.test_elasticsearch_sink import es_args, start_exporter
 from tests.components import wait_until
+from tests.integration.test_elasticsearch_sink import es_args, start_exporter
 from tests.support.events import Producer
 
 pytestmark = pytest.mark.faults
@@ -65,7 +65,8 @@ def test_opensearch_down_30s_and_exporter_sigkilled_meanwhile_loses_nothing_and_
         overwritten = sum(h["_version"] > 1 for h in ans["hits"]["hits"])
         resent = len({r["id"] for r in first.snapshot()} & {r["id"] for r in second.snapshot()})
         assert resent > 0 and overwritten > 0, (resent, overwritten)
-        print(f"\nOpenSearch stopped {down_for:.0f}s (answering again after {outage:.0f}s) + SIGKILL: {len(made)} events, 0 lost, {resent} sent again, "
+        print(f"\nOpenSearch stopped {down_for:.0f}s (answering again after {outage:.0f}s) + SIGKILL: "
+              f"{len(made)} events, 0 lost, {resent} sent again, "
               f"{overwritten} documents overwritten by _id, documents = distinct occurrences")
     finally:
         for e in runs:
@@ -97,7 +98,8 @@ def test_mapping_conflict_goes_to_the_dead_letter_file_without_blocking_the_stre
     index = _conflict_index(opensearch)
     dead = tmp_path / "dead-letter.jsonl"
     exp = start_exporter(cp, tmp_path, "--namespace", namespace, *es_args(opensearch, index),
-                         "--set", f"sinks.elasticsearch.index={index}", "--set", "sinks.elasticsearch.manage_template=false",
+                         "--set", f"sinks.elasticsearch.index={index}",
+                         "--set", "sinks.elasticsearch.manage_template=false",
                          "--set", "sinks.elasticsearch.on_rejected=dead_letter",
                          "--set", f"sinks.elasticsearch.dead_letter={dead}")
     try:
@@ -127,7 +129,8 @@ def test_mapping_conflict_with_on_rejected_hold_is_a_condition_until_the_mapping
     cp = control_plane
     index = _conflict_index(opensearch)
     exp = start_exporter(cp, tmp_path, "--namespace", namespace, *es_args(opensearch, index),
-                         "--set", f"sinks.elasticsearch.index={index}", "--set", "sinks.elasticsearch.manage_template=false",
+                         "--set", f"sinks.elasticsearch.index={index}",
+                         "--set", "sinks.elasticsearch.manage_template=false",
                          "--set", "sinks.elasticsearch.on_rejected=hold")
     try:
         exp.wait_log("elasticsearch_sink_started")

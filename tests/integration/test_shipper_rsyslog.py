@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -57,7 +57,7 @@ class CriWriter:
 
     def _pump(self, pipe, stream: bytes) -> None:
         for line in pipe:
-            ts = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
+            ts = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
             with self._lock:
                 self._f.write(ts + b" " + stream + b" F " + line)
                 self._f.flush()

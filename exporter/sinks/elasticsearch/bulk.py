@@ -89,7 +89,7 @@ class IndexName:
         if all(path is None for _, path, _ in parts):
             self.fixed = "".join(lit for lit, _, _ in parts)
         self._parts = parts
-        self._cache: dict[tuple, str] = {}
+        self._cache: dict[tuple[Any, ...], str] = {}
 
     def render(self, record: dict[str, Any]) -> str:
         if self.fixed is not None:

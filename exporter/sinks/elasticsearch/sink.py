@@ -253,7 +253,8 @@ def check_settings(cfg: Any, env: dict[str, str] | None = None) -> None:
             raise ConfigError(f"sinks.elasticsearch.{name}", "is negative", "use 0 or more seconds")
     for name in ("request_timeout_seconds", "retry_backoff_initial_seconds", "retry_backoff_max_seconds"):
         if float(getattr(cfg, name)) <= 0:
-            raise ConfigError(f"sinks.elasticsearch.{name}", "must be greater than 0", "use a positive number of seconds")
+            raise ConfigError(f"sinks.elasticsearch.{name}", "must be greater than 0",
+                              "use a positive number of seconds")
     if cfg.on_rejected == "dead_letter" and cfg.dead_letter not in ("stdout", "stderr"):
         try:
             with open(cfg.dead_letter, "ab"):

@@ -15,8 +15,8 @@ from __future__ import annotations
 import base64
 import http.client
 import os
-import socket
 import ssl
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,7 +32,7 @@ class TransportError(Exception):
 
 def resolve_secrets(cfg: Any, env: dict[str, str] | None = None) -> dict[str, str]:
     """password / api_key from the settings, then secrets_from_env, then secrets_from_files."""
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     out = {k: getattr(cfg, k) for k in SECRET_KEYS if getattr(cfg, k)}
     for where, mapping in (("secrets_from_env", cfg.secrets_from_env), ("secrets_from_files", cfg.secrets_from_files)):
         for key, src in (mapping or {}).items():
@@ -42,10 +42,10 @@ def resolve_secrets(cfg: Any, env: dict[str, str] | None = None) -> dict[str, st
             if key in out:
                 raise ConfigError(field, f"{key} is set twice", f"set {key} in one place only")
             if where == "secrets_from_env":
-                if src not in env:
+                if src not in environ:
                     raise ConfigError(field, f"environment variable {src} is not set",
                                       f"set {src}, or remove {field}")
-                out[key] = env[src]
+                out[key] = environ[src]
             else:
                 try:
                     with open(src, encoding="utf-8") as f:
@@ -128,7 +128,7 @@ class Transport:
             if resp.will_close:
                 self.close()
             return resp.status, data
-        except (OSError, http.client.HTTPException, socket.timeout, ssl.SSLError) as exc:
+        except (TimeoutError, OSError, http.client.HTTPException, ssl.SSLError) as exc:
             self.close()
             raise TransportError(f"{type(exc).__name__}: {str(exc)[:300]}") from exc
 
