@@ -121,3 +121,82 @@ def test_check_config_masks_an_inline_password():
     from exporter.redact import redact
     doc = redact({"sinks": {"elasticsearch": {"password": "hunter2", "api_key": "k", "username": "kee"}}})
     assert doc["sinks"]["elasticsearch"] == {"password": "***", "api_key": "***", "username": "kee"}
+
+
+# --- the sink's settlement, on a scripted transport (the real-server proofs are in tests/integration
+# --- and tests/faults; this pins which items a retry re-sends) --------------------------------------
+
+class ScriptedTransport:
+    """Answers _bulk requests from a script; records each request's items (decompressed)."""
+
+    url = "http://scripted"
+    secrets: dict[str, str] = {}
+    headers: dict[str, str] = {}
+
+    def __init__(self, answers: list) -> None:
+        self.answers = answers
+        self.sent: list[list[str]] = []
+
+    def request(self, method, path, body=None, headers=None):
+        import gzip
+        raw = gzip.decompress(body) if headers and headers.get("Content-Encoding") == "gzip" else body
+        lines = raw.splitlines()
+        self.sent.append([json.loads(a)["index"]["_id"] for a in lines[0::2]])
+        items = self.answers.pop(0)(self.sent[-1])
+        return 200, json.dumps({"errors": any(s >= 300 for s, _ in items),
+                                "items": [{"index": {"status": s, **({"error": e} if e else {})}}
+                                          for s, e in items]}).encode()
+
+    def close(self) -> None:
+        pass
+
+    def describe(self):
+        return {"url": self.url}
+
+
+def _sink(tmp_path, transport, **kw):
+    from exporter.sinks.elasticsearch import ElasticsearchSink
+    es = settings.ElasticsearchSinkSettings(enabled=True, url="http://127.0.0.1:9", batch_timeout_seconds=0,
+                                            retry_backoff_initial_seconds=0.01, retry_backoff_max_seconds=0.02,
+                                            dead_letter=str(tmp_path / "dead.jsonl"), **kw)
+    return ElasticsearchSink(es, env={}, transport=transport)
+
+
+def _send(sink, n: int) -> None:
+    for i in range(1, n + 1):
+        rec = {**REC, "id": f"u:{i}"}
+        sink.send(i, json.dumps(rec).encode() + b"\n", rec)
+    sink.flush()
+
+
+def test_a_retry_resends_only_the_items_not_yet_settled_and_dead_letters_the_rejected(tmp_path):
+    mapping = {"type": "mapper_parsing_exception", "reason": "failed to parse field [count]"}
+    busy = {"type": "es_rejected_execution_exception", "reason": "queue full"}
+    t = ScriptedTransport([
+        lambda ids: [(201, None), (429, busy), (400, mapping), (201, None)],
+        lambda ids: [(201, None)],
+    ])
+    sink = _sink(tmp_path, t, batch_max_records=4)
+    _send(sink, 4)
+    sink.close(5)
+    assert t.sent == [["u:1", "u:2", "u:3", "u:4"], ["u:2"]]
+    assert sink.acked() == 4
+    dead = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [(d["id"], d["status"], d["error_type"]) for d in dead] == [("u:3", 400, "mapper_parsing_exception")]
+    assert dead[0]["document"]["id"] == "u:3" and dead[0]["document"]["@timestamp"] == REC["timestamp"]
+    assert sink.rejected == 1
+
+
+def test_on_rejected_hold_keeps_the_batch_unacknowledged_until_the_cluster_takes_it(tmp_path):
+    mapping = {"type": "mapper_parsing_exception", "reason": "failed to parse field [count]"}
+    t = ScriptedTransport([
+        lambda ids: [(201, None), (400, mapping)],
+        lambda ids: [(400, mapping)],
+        lambda ids: [(201, None)],  # the mapping was fixed
+    ])
+    sink = _sink(tmp_path, t, batch_max_records=2, on_rejected="hold")
+    _send(sink, 2)
+    sink.close(5)
+    assert t.sent == [["u:1", "u:2"], ["u:2"], ["u:2"]]
+    assert sink.acked() == 2 and sink.rejected == 2
+    assert not (tmp_path / "dead.jsonl").exists() or (tmp_path / "dead.jsonl").read_text() == ""
