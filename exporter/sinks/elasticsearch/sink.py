@@ -34,6 +34,8 @@ from typing import Any
 
 import orjson
 
+import exporter.sinks.elasticsearch.bulk as bulk
+import exporter.sinks.elasticsearch.template as template
 from exporter import log
 from exporter.backoff import Backoff
 from exporter.errors import ConfigError
@@ -43,7 +45,6 @@ from exporter.settings import ElasticsearchSinkSettings
 from exporter.sinks.base import Condition, Metric
 from exporter.sinks.batching import BatchingSink, DeliveryFailed
 from exporter.sinks.delivery import Delivery
-from exporter.sinks.elasticsearch import bulk, template
 from exporter.sinks.elasticsearch.deadletter import DeadLetter
 from exporter.sinks.elasticsearch.transport import Transport, TransportError
 
