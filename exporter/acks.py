@@ -132,8 +132,9 @@ class OrderedAcks:
                 self._cond.notify_all()
 
     def in_flight(self) -> int:
-        """Records sent and not yet confirmed (read without the lock: a snapshot)."""
-        return len(self.pending)
+        """Records sent and not yet confirmed (read without the lock: a snapshot). ``len(pending)``, what
+        the sinks' in-flight bound counts, also holds those confirmed after an unconfirmed one."""
+        return len(self.pending) - len(self._done)
 
     def watermark(self) -> int:
         with self._lock:

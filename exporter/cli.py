@@ -97,8 +97,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def options(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any]]:
-    """Parsed arguments and the merged flag values (given after the command wins; lists add up)."""
+def options(argv: list[str] | None) -> dict[str, Any]:
+    """The flag values, those before and after the command merged (after wins; lists add up)."""
     args = parser().parse_args(argv)
     top = {k: v for k, v in vars(args).items() if not k.startswith(SUB)}
     sub = {k[len(SUB):]: v for k, v in vars(args).items() if k.startswith(SUB)}
@@ -109,7 +109,7 @@ def options(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any]]
     merged.setdefault("config", os.environ.get("KEE_CONFIG"))
     merged.setdefault("check_config", False)
     merged["command"] = args.command or "run"
-    return args, merged
+    return merged
 
 
 def overrides_from(opts: dict[str, Any]) -> list[tuple[str, Any]] | str:
@@ -136,7 +136,7 @@ def overrides_from(opts: dict[str, Any]) -> list[tuple[str, Any]] | str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _args, opts = options(argv)
+    opts = options(argv)
     from exporter import config, log
     from exporter.errors import ConfigError
 
@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
             return app.replay(cfg, opts["file"])
         from exporter import runner
         return runner.run(cfg)
+    except KeyboardInterrupt:  # Ctrl-C during a replay (a run handles SIGINT itself and drains)
+        lg.warning("interrupted", effect="records not yet confirmed by the sinks may not have been delivered")
+        return EXIT_FAIL
     except Exception:  # noqa: BLE001 - a crash is logged with its traceback, and exits 1
         lg.exception("crashed", version=version())
         return EXIT_FAIL

@@ -34,12 +34,13 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from exporter import log
 from exporter.errors import ApiError, ConfigError, ExporterError
+from exporter.metrics import Metric
 from exporter.settings import LeaderElectionSettings
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
@@ -47,7 +48,7 @@ LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 
 def micro_time(t: float | None = None) -> str:
     """RFC 3339 with microseconds in UTC, the MicroTime format of Lease acquireTime/renewTime."""
-    dt = datetime.fromtimestamp(time.time() if t is None else t, tz=timezone.utc)
+    dt = datetime.fromtimestamp(time.time() if t is None else t, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -98,7 +99,7 @@ class LeaderElector:
         #: called after each look at the Lease that got an answer while standing by
         #: (the runner can pass stats.progress: a healthy standby is alive, not stale)
         self.on_standby_poll: Callable[[], Any] | None = None
-        self._observed: tuple | None = None   # last lease record seen
+        self._observed: tuple[Any, ...] | None = None   # last lease record seen
         self._observed_at = 0.0               # monotonic time we first saw that record
         self._observed_holder: str | None = None
         self._expires_at: float | None = None  # standby: when the observed lease runs out (our clock)
@@ -189,7 +190,7 @@ class LeaderElector:
                 self.log.warning("leader_release_failed", error=str(exc)[:300],
                                  effect="a standby takes over when the lease expires")
 
-    def metrics(self):
+    def metrics(self) -> Iterator[Metric]:
         """(name, kind, doc, labels, value) tuples, the shape Stats.sink_stats collects."""
         yield ("kee_leader", "gauge", "1 while this replica holds the leader Lease", {}, int(self.is_leader()))
         yield ("kee_leader_acquisitions", "counter", "times this replica became leader", {}, self.acquisitions)

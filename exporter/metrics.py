@@ -15,6 +15,9 @@ from typing import Any
 
 from exporter import log
 
+#: One metric sample a component exposes (sinks, the leader): (name, "counter" | "gauge", help, labels, value).
+Metric = tuple[str, str, str, dict[str, str], float]
+
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 

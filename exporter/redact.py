@@ -53,6 +53,14 @@ def register_secret(value: object) -> None:
         _known_pattern = re.compile("|".join(re.escape(v) for v in sorted(_known, key=len, reverse=True)))
 
 
+def forget_secrets() -> None:
+    """Forget every registered secret (tests loading many configurations in one process)."""
+    global _known_pattern
+    with _known_lock:
+        _known.clear()
+        _known_pattern = None
+
+
 def scrub(text: str) -> str:
     """Text with URL userinfo and every registered secret value masked."""
     if "@" in text:

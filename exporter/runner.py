@@ -15,6 +15,7 @@ import time
 from exporter import log
 from exporter.app import build_pipeline, build_sinks, close_sinks
 from exporter.backoff import Backoff
+from exporter.checkpoint import NoStore, Store
 from exporter.errors import ApiError, ExporterError, Forbidden, SinkFatal
 from exporter.kube.client import KubeClient, Unreachable
 from exporter.metrics import Stats, serve
@@ -25,8 +26,7 @@ EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_API = 0, 1, 2, 3
 DRAIN_TIMEOUT = 25.0  # seconds; under Kubernetes' default 30 s terminationGracePeriodSeconds
 
 
-def make_store(cfg: Settings, client: KubeClient):
-    from exporter.checkpoint import NoStore
+def make_store(cfg: Settings, client: KubeClient) -> Store:
     c = cfg.checkpoint
     if c.store == "file":
         from exporter.checkpoint.file import FileStore
@@ -60,9 +60,9 @@ def preflight(client: KubeClient, cfg: Settings, namespaces: list[str | None], s
 
 def run(cfg: Settings) -> int:
     stop = threading.Event()
-    reason = {"why": None}
+    reason: dict[str, str | None] = {"why": None}
 
-    def on_signal(signum, _frame):
+    def on_signal(signum: int, _frame: object) -> None:
         reason["why"] = signal.Signals(signum).name
         stop.set()
     signal.signal(signal.SIGTERM, on_signal)

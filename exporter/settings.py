@@ -11,7 +11,8 @@ The rules a schema cannot say (cross-field bounds, selector syntax, librdkafka
 keys, addresses) live in exporter/config.py, which imports this module and the
 modules that own each rule: ``exporter.config.load`` is the one entry that both
 ``--check-config`` and start-up use. This module imports no other part of the
-exporter but the error tree, so nothing here can form an import cycle.
+exporter but two leaves, the error tree and the secret-name list (redact.py, so a
+schema error never quotes a secret back), so nothing here can form an import cycle.
 
 Every attribute's comment gives its unit and why the default is what it is.
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.errors import ConfigError
+from exporter.redact import MASK, is_secret_key
 
 
 def _schema_dir() -> Path:
@@ -104,7 +106,7 @@ class KafkaSettings:
     retry_backoff_initial_ms: int = 500    # first delay before the sink re-produces a failed record; doubled
     retry_backoff_max_ms: int = 30000      # cap of that delay: a fixed broker is used within 30 s
     headers: bool = True                   # headers type, reason, namespace, cluster (absent when null)
-    config: dict[str, Any] = field(default_factory=dict)  # passed to librdkafka as is (security.protocol, sasl.*, ssl.*)
+    config: dict[str, Any] = field(default_factory=dict)  # to librdkafka as is (security.protocol, sasl.*, ssl.*)
     secrets_from_env: dict[str, str] = field(default_factory=dict)    # librdkafka key -> env var holding the value
     secrets_from_files: dict[str, str] = field(default_factory=dict)  # librdkafka key -> file holding the value
 
@@ -252,7 +254,7 @@ def parse_scalar(text: str) -> Any:
     """'3' -> 3, 'true' -> True, '[a, b]' -> list; anything unparsable stays a string."""
     try:
         return _yaml().safe_load(text) if text != "" else ""
-    except Exception:
+    except Exception:  # noqa: BLE001 - any YAML error (or a recursion limit): the text is meant as a plain string
         return text
 
 
@@ -304,28 +306,30 @@ def _check(value: Any, schema: dict[str, Any], path: list[str]) -> None:
     """
     where = ".".join(path) or "(top level)"
     fix = schema.get("description") or "see docs/configuration.md"
+    # the value is quoted back, unless it may be a secret (a password, a header value)
+    shown = MASK if any(is_secret_key(p) or p == "headers" for p in path) else repr(value)
     if "enum" in schema and value not in schema["enum"]:
         allowed = ", ".join("null" if v is None else str(v) for v in schema["enum"])
-        raise ConfigError(where, f"{value!r} is not one of: {allowed}", fix)
+        raise ConfigError(where, f"{shown} is not one of: {allowed}", fix)
     if "const" in schema and value != schema["const"]:
         raise ConfigError(where, f"must be {schema['const']!r}", fix)
     types = schema.get("type")
     if types is not None:
         names = [types] if isinstance(types, str) else types
         if not any(_type_ok(value, n) for n in names):
-            raise ConfigError(where, f"{value!r} is not of type {' or '.join(names)}", fix)
+            raise ConfigError(where, f"{shown} is not of type {' or '.join(names)}", fix)
     if type(value) is float and not math.isfinite(value):
-        raise ConfigError(where, f"{value!r} is not a finite number", fix)
+        raise ConfigError(where, f"{shown} is not a finite number", fix)
     if type(value) in (int, float):
         if "minimum" in schema and value < schema["minimum"]:
-            raise ConfigError(where, f"{value!r} is less than the minimum of {schema['minimum']}", fix)
+            raise ConfigError(where, f"{shown} is less than the minimum of {schema['minimum']}", fix)
         if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
-            raise ConfigError(where, f"{value!r} must be greater than {schema['exclusiveMinimum']}", fix)
+            raise ConfigError(where, f"{shown} must be greater than {schema['exclusiveMinimum']}", fix)
         if "maximum" in schema and value > schema["maximum"]:
-            raise ConfigError(where, f"{value!r} is more than the maximum of {schema['maximum']}", fix)
+            raise ConfigError(where, f"{shown} is more than the maximum of {schema['maximum']}", fix)
     if isinstance(value, str):
         if "minLength" in schema and len(value) < schema["minLength"]:
-            raise ConfigError(where, f"{value!r} is shorter than {schema['minLength']} characters", fix)
+            raise ConfigError(where, f"{shown} is shorter than {schema['minLength']} characters", fix)
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             raise ConfigError(where, f"longer than {schema['maxLength']} characters", fix)
     if isinstance(value, dict) and ("properties" in schema or "additionalProperties" in schema):

@@ -40,7 +40,9 @@ Beyond the types, ranges and names in the schema, loading checks:
 - durations (`*_seconds`) are finite, greater than 0 (except `sinks.otlp.batch_timeout_seconds`,
   where 0 means no wait) and at most a year; backoff initial <= backoff max
   (`kubernetes.*`, `sinks.kafka.retry_backoff_*`, `sinks.otlp.retry_backoff_*`);
-- `server.listen` is `''` or `[host]:port`, an IPv4 address or host name and a port from 0 to 65535;
+- `server.listen` is `''` or `[host]:port`, an IPv4 address or host name and a port from 0 to 65535
+  (whether that address is free and belongs to the host is only known where it runs: a start
+  that cannot listen exits 2 too, logging `metrics_listen_failed` with the fix);
 - `kubernetes.field_selector` is read as the apiserver reads it, with the field names it accepts
   for the configured `kubernetes.api` (`regarding.kind` for events.k8s.io/v1,
   `involvedObject.kind` for v1); `kubernetes.label_selector` as `kubectl -l`;

@@ -16,9 +16,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any, cast
 from urllib.parse import urlencode
 
-import orjson
 import urllib3
 
+from exporter import wire
 from exporter.errors import ApiError, ExporterError, Forbidden, Gone
 
 SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -41,13 +41,13 @@ def error_from(status: int, body: bytes, headers: Mapping[str, str] | None = Non
     message = body[:500].decode("utf-8", "replace")
     retry = _retry_after(headers)
     try:
-        st = orjson.loads(body)
+        st = wire.loads(body)
         if isinstance(st, dict):
             message = st.get("message") or message
             details = st.get("details") or {}
             if retry is None and details.get("retryAfterSeconds"):
                 retry = float(details["retryAfterSeconds"])
-    except orjson.JSONDecodeError:
+    except wire.JSONDecodeError:
         pass
     if status == 410:
         return Gone(status, message, retry)
@@ -116,11 +116,11 @@ class KubeClient:
     def request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
                 body: Any = None, timeout: float = 30.0, content_type: str = "application/json") -> dict[str, Any]:
         raw = self.request_raw(method, path, query=query, body=body, timeout=timeout, content_type=content_type)
-        return cast(dict[str, Any], orjson.loads(raw)) if raw else {}
+        return cast(dict[str, Any], wire.loads(raw)) if raw else {}
 
     def request_raw(self, method: str, path: str, *, query: dict[str, Any] | None = None,
                     body: Any = None, timeout: float = 30.0, content_type: str = "application/json") -> bytes:
-        data = orjson.dumps(body) if body is not None and not isinstance(body, bytes) else body
+        data = wire.dumps(body) if body is not None and not isinstance(body, bytes) else body
         resp = self._open(method, path, query, data, timeout, content_type if data is not None else None)
         try:
             raw = resp.read()

@@ -26,9 +26,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from exporter.errors import ExporterError, SinkFatal
-
-#: One metric sample: (name, "counter" | "gauge", help text, labels, value).
-Metric = tuple[str, str, str, dict[str, str], float]
+from exporter.metrics import Metric as Metric  # re-exported: the sinks' metrics() type
 
 
 class SinkInterrupted(ExporterError):

@@ -98,9 +98,10 @@ class StdoutSink(Sink):
         d = self.delivery
         attempt = 0
         while True:
-            if d.fatal is not None:
+            fatal = d.fatal
+            if fatal is not None:
                 if raise_:
-                    raise d.fatal
+                    raise fatal
                 return False
             try:
                 self._write_all()

@@ -23,7 +23,8 @@ from __future__ import annotations
 import io
 import re
 import select
-from typing import Any, BinaryIO, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
 
 from exporter import log
 from exporter.pipeline import Pipeline, Stream
@@ -141,7 +142,7 @@ class _Replay:
         self.stream = stream
         self.stats = pipeline.stats
 
-    def skip(self, kind: str, detail: str, line: int, last_line: Optional[int] = None) -> None:
+    def skip(self, kind: str, detail: str, line: int, last_line: int | None = None) -> None:
         """Input that cannot be an envelope: counted (kee_decode_errors, kee_errors) and logged with its line."""
         self.stats.decode_errors += 1
         where: dict[str, Any] = {"line": line} if last_line is None or last_line == line else \
@@ -159,7 +160,7 @@ class _Replay:
         else:
             self.pipeline.handle(self.stream, env.type, env.object)
 
-    def decode(self, text: bytes, line: int, last_line: Optional[int] = None) -> None:
+    def decode(self, text: bytes, line: int, last_line: int | None = None) -> None:
         try:
             env, nulled = decode_line(text)
         except BadInput as exc:
@@ -169,7 +170,7 @@ class _Replay:
             self.nulled(nulled, line)
         self.emit(env, line)
 
-    def refused(self, text: bytes, exc: BadInput, line: int) -> Optional[_Document]:
+    def refused(self, text: bytes, exc: BadInput, line: int) -> _Document | None:
         """A line decode_line refused: blank, too long, the start of a pretty-printed document, or bad."""
         if type(text) is _TooLong:
             self.skip("line_too_long", f"a line over {MAX_DOCUMENT_BYTES} bytes", line)
@@ -182,7 +183,7 @@ class _Replay:
             self.skip(exc.kind, exc.detail, line)
         return None
 
-    def more(self, doc: _Document, text: bytes, line: int) -> Optional[_Document]:
+    def more(self, doc: _Document, text: bytes, line: int) -> _Document | None:
         """One more line of a multi-line document; None once it is complete (or given up)."""
         if text[:1] == b"{":
             # Inside an indented document no line starts at column 0 with "{": a document that
@@ -227,7 +228,7 @@ def run(pipeline: Pipeline, src: BinaryIO, *, stream_key: str = "replay") -> int
         commit()
 
     lineno = 0
-    doc: Optional[_Document] = None
+    doc: _Document | None = None
     for lines in _chunks(src, idle):
         tick()
         for line in lines:

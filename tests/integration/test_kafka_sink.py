@@ -36,6 +36,7 @@ pytestmark = pytest.mark.real
 
 REPO = Path(__file__).resolve().parents[2]
 from tests.support.streams import GEN_STREAM as GEN  # noqa: E402
+
 RECORD_SCHEMA = REPO / "schemas" / "record.v1.schema.json"
 
 
@@ -408,9 +409,11 @@ def test_live_exporter_killed_while_broker_down_delivers_everything_after_restar
         exp = Exporter(["run", "--kubeconfig", str(cp.kubeconfig), "--namespace", namespace, "--listen", "127.0.0.1:0",
                         "--checkpoint-file", str(ckpt), "--set", "checkpoint.interval_seconds=0.5",
                         "--set", "kubernetes.backoff_max_seconds=2",
-                        "--set", "sinks.kafka.enabled=true", "--set", f"sinks.kafka.brokers={kafka_broker.bootstrap_servers}",
+                        "--set", "sinks.kafka.enabled=true",
+                        "--set", f"sinks.kafka.brokers={kafka_broker.bootstrap_servers}",
                         "--set", f"sinks.kafka.topic={topic}", "--set", "sinks.kafka.linger_ms=5",
-                        "--set", "sinks.kafka.delivery_timeout_ms=3000", "--set", "sinks.kafka.retry_backoff_max_ms=1000"],
+                        "--set", "sinks.kafka.delivery_timeout_ms=3000",
+                        "--set", "sinks.kafka.retry_backoff_max_ms=1000"],
                        tmp_path / f"run{n}.log")
         exp.wait_log("stream_resuming" if n else "stream_starting", timeout=60)
         return exp
@@ -463,20 +466,23 @@ def test_record_too_large_for_the_topic_is_held_named_and_never_acknowledged(kaf
     topic = kafka_broker.create_topic(topic_name("small"), config={"max.message.bytes": "4096"})
     stats = Stats()
     sink = KafkaSink(KafkaSettings(enabled=True, brokers=kafka_broker.bootstrap_servers, topic=topic,
+                                   compression="none",  # the broker's limit applies to the (compressed) batch
                                    retry_backoff_initial_ms=200, retry_backoff_max_ms=500), stats=stats)
     p = Pipeline([sink], stats=stats, live=False)
     s = p.stream("k", "100")
+    huge = os.urandom(10_000).hex()  # 20,000 characters
 
     def ev(rv: int, reason: str) -> wire.Event:
         return wire.event({"apiVersion": "v1", "kind": "Event", "type": "Warning", "reason": reason,
                            "metadata": {"uid": f"u{rv}", "resourceVersion": str(rv), "namespace": "ns"}})
     with capture_logs() as logs:
         p.handle(s, "ADDED", ev(101, "Small"))
-        p.handle(s, "ADDED", ev(102, "R" * 20_000))   # a huge field: over the topic's 4 KiB
+        p.handle(s, "ADDED", ev(102, huge))          # a huge field: over the topic's 4 KiB
         p.handle(s, "ADDED", ev(103, "Small"))
         wait_for(lambda: sink.condition is not None and stats.errors.get(("kafka", "message_too_large"), 0) >= 2,
                  30, "the refusal to be reported and retried")
-        wait_for(lambda: p.commit() == {"k": "101"}, 30, "the record before it to be confirmed")
+        wait_for(lambda: p.commit() == {"k": "101"} and sink.in_flight()[0] == 1, 30,
+                 "the records before and after it to be confirmed (refused with it while batched together)")
     assert sink.condition.kind == "message_too_large"
     loud = [x for x in logs if x["event"] == "sink_condition"]
     assert loud[0]["record_id"] == "u102:102" and loud[0]["record_bytes"] > 20_000

@@ -149,3 +149,48 @@ def test_a_crash_is_logged_with_its_traceback_and_exits_1():
     (line,) = [json.loads(x) for x in p.stderr.splitlines() if b'"crashed"' in x]
     assert line["level"] == "error" and line["command"] == "run"
     assert "Traceback" in line["exception"] and "RuntimeError: kaboom" in line["exception"]
+
+
+def test_otlp_retry_log_lines_never_show_url_credentials_or_header_values(tmp_path):
+    """The sink logs its endpoint on every failed export; the log layer masks what config named secret."""
+    f = tmp_path / "events.jsonl"
+    f.write_bytes(EVENT)
+    import os
+    import select
+    import time
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "replay", str(f), "--set", "sinks.stdout.enabled=false",
+         "--set", "sinks.otlp.enabled=true", "--set", "sinks.otlp.protocol=http/protobuf",
+         "--set", "sinks.otlp.timeout_seconds=1", "--set", "sinks.otlp.endpoint=http://kee:pw-SECRET-1@127.0.0.1:1",
+         "--set", "sinks.otlp.headers={x-honeycomb-team: hc-SECRET-2}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    assert proc.stderr is not None
+    seen = b""
+    try:
+        deadline = time.monotonic() + 30
+        while b"sink_delivery_failed_retrying" not in seen and time.monotonic() < deadline:
+            if select.select([proc.stderr], [], [], 1.0)[0]:
+                seen += os.read(proc.stderr.fileno(), 65536)
+    finally:
+        proc.kill()
+        seen += proc.stderr.read()
+        proc.wait()
+    lines = [json.loads(x) for x in seen.splitlines() if x.startswith(b"{")]
+    assert any(x["event"] == "sink_delivery_failed_retrying" for x in lines), seen[-2000:]
+    assert {x["endpoint"] for x in lines if "endpoint" in x} == {"http://***@127.0.0.1:1/v1/logs"}, seen[-2000:]
+    assert b"SECRET" not in seen
+
+
+def test_a_listen_address_in_use_is_known_only_at_start_and_exits_2_with_the_fix(tmp_path):
+    import socket
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        listen = f"127.0.0.1:{busy.getsockname()[1]}"
+        assert cli("--listen", listen, "--check-config").returncode == 0
+        p = cli("run", "--kubeconfig", str(kubeconfig), "--listen", listen)
+    assert p.returncode == 2 and b"Traceback" not in p.stderr
+    (line,) = [json.loads(x) for x in p.stderr.splitlines() if b"metrics_listen_failed" in x]
+    assert line["listen"] == listen and "server.listen" in line["fix"]

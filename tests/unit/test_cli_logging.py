@@ -93,3 +93,18 @@ def test_runner_and_leader_bind_their_context_instead_of_repeating_it():
         src = (ROOT / "exporter" / name).read_text()
         assert not re.search(r"log\.(info|warning|error|debug)\([^)]*\b(lease|stream)=", src), name
     assert "log.get(lease=" in (ROOT / "exporter" / "leader.py").read_text()
+
+
+def test_an_exception_kept_for_later_is_logged_with_its_traceback():
+    """The runner reports a watch thread's crash from the main thread: exc_info=the exception object."""
+    (line,) = run("""
+        from exporter import log
+        def watch():
+            raise KeyError("boom")
+        try:
+            watch()
+        except KeyError as e:
+            kept = e
+        log.get(stream="s").error("watch_source_failed", exc_info=kept)
+    """)
+    assert line["stream"] == "s" and "in watch" in line["exception"] and "KeyError: 'boom'" in line["exception"]

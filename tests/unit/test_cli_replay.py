@@ -57,7 +57,8 @@ def test_field_selector_filters_records(tmp_path):
 
 
 def test_garbage_lines_are_counted_and_skipped_not_fatal():
-    good = b'{"type":"ADDED","object":{"apiVersion":"v1","kind":"Event","metadata":{"uid":"u","resourceVersion":"1"},"reason":"X"}}\n'
+    good = (b'{"type":"ADDED","object":{"apiVersion":"v1","kind":"Event",'
+            b'"metadata":{"uid":"u","resourceVersion":"1"},"reason":"X"}}\n')
     p = cli("replay", "-", stdin=b"not json\n[1,2]\n" + good + b'{"type":"ADDED"}\n')
     assert p.returncode == 4  # skipped input says so in the exit code (docs/records.md, "Input")
     assert len(p.stdout.splitlines()) == 1

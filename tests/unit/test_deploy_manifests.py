@@ -9,12 +9,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter import config
+from exporter import config, redact
 
 ROOT = Path(__file__).resolve().parents[2] / "deploy" / "kustomize"
 BASE = ROOT / "base"
 OVERLAYS = ["stdout", "kafka", "otlp", "ha", "namespaced"]
 CONFIGS = [BASE / "config.yaml"] + [p for p in (ROOT / "overlays" / o / "config.yaml" for o in OVERLAYS) if p.exists()]
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets():
+    """config.load registers secret values process-wide (for log masking): none leak into other tests."""
+    yield
+    redact.forget_secrets()
 
 
 def docs(path: Path) -> list[dict]:
@@ -56,7 +63,8 @@ def test_role_never_grants_wildcards_list_or_delete():
         for role in by_kind(path, "Role") + by_kind(path, "ClusterRole"):
             for rule in role["rules"]:
                 assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
-                assert not {"delete", "deletecollection", "patch", "escalate", "bind", "impersonate"} & set(rule["verbs"])
+                forbidden = {"delete", "deletecollection", "patch", "escalate", "bind", "impersonate"}
+                assert not forbidden & set(rule["verbs"])
                 if rule["resources"] != ["events"]:
                     assert "list" not in rule["verbs"] and "watch" not in rule["verbs"]
 

@@ -20,7 +20,7 @@ class FakeProducer:
     """Queues produce() calls; poll() serves delivery reports as the test's `outcome(msg)` says:
     None -> delivered, a KafkaError -> failed, "hold" -> stays queued."""
 
-    instances: list["FakeProducer"] = []
+    instances: list[FakeProducer] = []
 
     def __init__(self, conf):
         self.conf = conf
@@ -174,7 +174,7 @@ def test_retry_backoff_grows():
         p.outcome = outcome
         sink.send(1, line(1), rec(1))
         wait_for(lambda: sink.acked() == 1)
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
         # 40 ms, 80, 160, 160 (capped), each with jitter in [d/2, d]: the third gap is always above the first
         assert 0.018 <= gaps[0] < 0.1 and gaps[2] >= 0.075 and gaps[2] > gaps[0]
         assert max(gaps) < 0.5                          # capped

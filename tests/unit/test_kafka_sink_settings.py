@@ -14,8 +14,8 @@ def kafka(**kw) -> KafkaSettings:
 
 
 def load(*overrides, env=None, check=True):
-    return (config.load if check else settings.parse)(None, env or {}, [("sinks.kafka.enabled", True), ("sinks.kafka.brokers", "b:9092"),
-                                           *overrides])
+    base = [("sinks.kafka.enabled", True), ("sinks.kafka.brokers", "b:9092")]
+    return (config.load if check else settings.parse)(None, env or {}, [*base, *overrides])
 
 
 def test_defaults_give_an_idempotent_acks_all_producer():

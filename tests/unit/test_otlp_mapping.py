@@ -214,7 +214,7 @@ def test_encoder_matches_view():
         enc = otlp.Encoder(otlp.static_resource(r["cluster"], extra, {}))
         frames.append(enc.encode(r))
     got = decode(frames)
-    for r, g in zip(records, got):
+    for r, g in zip(records, got, strict=False):
         want = otlp.otlp_view(r, extra_resource=extra, env={})
         if r is big:
             want["body"] = "é" * 3000 + "?"

@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter import config
+from exporter import config, redact
 from exporter.errors import ConfigError
 from exporter.settings import Settings
 
@@ -49,6 +49,8 @@ def outcome(load) -> Settings | ConfigError:
     except ConfigError as exc:
         assert exc.field and exc.problem and exc.fix, exc
         return exc
+    finally:
+        redact.forget_secrets()  # each example starts with none registered
 
 
 def names_a_setting(exc: ConfigError) -> bool:

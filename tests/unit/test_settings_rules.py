@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import pytest
 
-from exporter import config
+from exporter import config, redact
 from exporter.errors import ConfigError
 
 KAFKA = [("sinks.kafka.enabled", True), ("sinks.kafka.brokers", "kafka-0.kafka:9092")]
 OTLP = [("sinks.otlp.enabled", True)]
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets():
+    """config.load registers secret values process-wide (for log masking): none leak into other tests."""
+    yield
+    redact.forget_secrets()
 
 
 def load(*overrides, env=None):
@@ -154,3 +161,15 @@ def test_hostile_documents_are_refused_not_crashed_on(tmp_path, text, field, say
     assert says in e.value.problem, e.value
     if field:
         assert e.value.field == field
+
+
+@pytest.mark.parametrize("overrides,field", [
+    ([("sinks.kafka.config", {"sasl.password": ["hunter2-pw"]})], "sinks.kafka.config.sasl.password"),
+    ([("sinks.otlp.headers", {"x-honeycomb-team": 1234567890})], "sinks.otlp.headers.x-honeycomb-team"),
+    ([*OTLP, ("sinks.otlp.endpoint", "http://kee:hunter2-pw@collector:99999")], "sinks.otlp.endpoint"),
+])
+def test_errors_never_quote_a_secret_back(overrides, field):
+    with pytest.raises(ConfigError) as e:
+        load(*overrides)
+    assert e.value.field == field
+    assert "hunter2-pw" not in str(e.value) and "1234567890" not in str(e.value)

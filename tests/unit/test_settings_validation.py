@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from exporter import config, settings
+from exporter import config, redact, settings
 from exporter.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets():
+    """config.load registers secret values process-wide (for log masking): none leak into other tests."""
+    yield
+    redact.forget_secrets()
 
 
 def test_defaults_load_and_layer_file_env_flags(tmp_path):
@@ -69,6 +76,11 @@ def test_schema_and_dataclasses_describe_the_same_settings():
     {"sinks": {"kafka": {"config": {"a": 1}}}}, {"sinks": {"otlp": {"headers": {"a": 1}}}},
     {"filters": {"types": ["Warning", 3]}}, {"nope": 1}, {"records": {"cluster_name": None}},
     {"server": {"listen": ""}}, {"kubernetes": {"backoff_max_seconds": 1}}, {"kubernetes": {"watch_list": True}},
+    {"kubernetes": {"connect_timeout_seconds": 0}}, {"kubernetes": {"connect_timeout_seconds": 0.001}},
+    {"kubernetes": {"watch_timeout_seconds": 31536001}}, {"kubernetes": {"page_size": 2**31}},
+    {"sinks": {"kafka": {"topic": ""}}}, {"sinks": {"kafka": {"topic": "t" * 250}}},
+    {"sinks": {"otlp": {"timeout_seconds": 0}}}, {"sinks": {"otlp": {"timeout_seconds": None}}},
+    {"sinks": {"kafka": {"retry_backoff_initial_ms": 0}}}, {"checkpoint": {"interval_seconds": -1}},
 ])
 def test_built_in_validator_agrees_with_jsonschema(doc):
     import jsonschema

@@ -118,6 +118,7 @@ class KafkaSink(Sink):
         self._pending: dict[int, _Msg] = {}   # seq -> record not yet delivered (in librdkafka or waiting to retry)
         self._retry: list[_Msg] = []           # heap by due time: failed records waiting for their backoff
         self._reset_needed: str | None = None
+        self._largest_refused: _Msg | None = None  # the largest record refused as too large (named in the log)
         self._closing = False
         # metrics of this sink only (the shared ones are the Delivery's)
         self.failed = 0
@@ -251,12 +252,24 @@ class KafkaSink(Sink):
             self._reset_needed = text
         cond = classify(err)
         if cond is TOO_LARGE:
-            self.delivery.report(cond, text, record_id=msg.record_id(), record_bytes=msg.size, topic=msg.topic)
+            self._too_large(msg, text)
         elif cond is not None:
             self.delivery.report(cond, text)
         else:
             self.delivery.transient(err_kind(err) if err is not None else "produce", text)
         self._schedule_retry(msg)
+
+    def _too_large(self, msg: _Msg, text: str) -> None:
+        """The broker refuses a *batch* over its limit: the records batched with a large one fail too. A first
+        refusal is retried (the record then mostly goes alone); a repeated one is the condition, naming the
+        largest record refused (the one that does not fit), with a fix that can work (errors.TOO_LARGE)."""
+        big = self._largest_refused
+        if big is None or msg.size >= big.size or self._pending.get(big.seq) is not big:
+            self._largest_refused = big = msg
+        if msg.attempts == 0:
+            self.delivery.transient("message_too_large", f"{text} (the batch it was in; retried)")
+        else:
+            self.delivery.report(TOO_LARGE, text, record_id=big.record_id(), record_bytes=big.size, topic=big.topic)
 
     def _schedule_retry(self, msg: _Msg) -> None:
         delay = self.delivery.retry_delay(msg.attempts)
