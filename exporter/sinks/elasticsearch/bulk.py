@@ -21,8 +21,7 @@ import re
 import string
 from typing import Any, NamedTuple
 
-import orjson
-
+from exporter import wire
 from exporter.errors import ConfigError
 
 #: Record fields an index name may use: low-cardinality ones (an index per object
@@ -134,7 +133,7 @@ def action_prefix(op_type: str, index: str, pipeline: str | None) -> bytes:
     head = {"_index": index}
     if pipeline:
         head["pipeline"] = pipeline
-    return b'{"' + op_type.encode() + b'":' + orjson.dumps(head)[:-1] + b',"_id":'
+    return b'{"' + op_type.encode() + b'":' + wire.dumps(head)[:-1] + b',"_id":'
 
 
 def encode(prefix: bytes, rec_id: str, timestamp: Any, line: bytes) -> bytes:
@@ -143,9 +142,9 @@ def encode(prefix: bytes, rec_id: str, timestamp: Any, line: bytes) -> bytes:
     ``line`` is the pipeline's JSON line (``{...}\\n``); ``@timestamp`` (the record's
     ``timestamp``, what dashboards sort by) is spliced in front of its first key.
     """
-    action = prefix + orjson.dumps(rec_id) + b"}}\n"
+    action = prefix + wire.dumps(rec_id) + b"}}\n"
     if type(timestamp) is str:
-        return action + b'{"@timestamp":' + orjson.dumps(timestamp) + b"," + line[1:]
+        return action + b'{"@timestamp":' + wire.dumps(timestamp) + b"," + line[1:]
     return action + line
 
 
@@ -166,8 +165,8 @@ class BadResponse(ValueError):
 def parse_items(body: bytes, expected: int) -> list[Outcome] | None:
     """Per-item outcomes in request order; None when every item succeeded (``"errors":false``)."""
     try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        doc = wire.loads(body)
+    except wire.JSONDecodeError as exc:
         raise BadResponse(f"not JSON: {body[:200]!r}") from exc
     if not isinstance(doc, dict) or "errors" not in doc:
         raise BadResponse(f"no 'errors' field: {body[:200]!r}")

@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 
-import orjson
+from exporter import wire
 
 
 class DeadLetter:
@@ -32,7 +32,7 @@ class DeadLetter:
         """(id, index, status, error type, reason, document JSON) per rejected document; raises OSError."""
         lines = []
         for rec_id, index, status, etype, reason, document in entries:
-            head = orjson.dumps({"dead_letter": "elasticsearch", "id": rec_id, "index": index, "status": status,
+            head = wire.dumps({"dead_letter": "elasticsearch", "id": rec_id, "index": index, "status": status,
                                  "error_type": etype, "reason": reason})
             lines.append(head[:-1] + b',"document":' + document.rstrip(b"\n") + b"}\n")
         view = memoryview(b"".join(lines))

@@ -32,11 +32,9 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
-
 import exporter.sinks.elasticsearch.bulk as bulk
 import exporter.sinks.elasticsearch.template as template
-from exporter import log
+from exporter import log, wire
 from exporter.backoff import Backoff
 from exporter.errors import ConfigError
 from exporter.metrics import Stats
@@ -187,10 +185,10 @@ class ElasticsearchSink(BatchingSink):
         try:
             status, body = self._t.request("GET", "/")
             if status == 200:
-                flavour = template.distribution(orjson.loads(body))
+                flavour = template.distribution(wire.loads(body))
                 doc = template.fitted(template.load(), flavour, self.cfg.template_patterns)
                 status, body = self._t.request("PUT", f"/_index_template/{self.cfg.template_name}",
-                                               orjson.dumps(doc), {"Content-Type": "application/json"})
+                                               wire.dumps(doc), {"Content-Type": "application/json"})
                 if status == 200:
                     self._template_ok = True
                     log.info("elasticsearch_template_installed", name=self.cfg.template_name, flavour=flavour,
@@ -233,7 +231,7 @@ class ElasticsearchSink(BatchingSink):
 
 def _target(frame: bytes) -> tuple[str, str]:
     """(_id, _index) from an item's action line (only for rejected items: not the hot path)."""
-    action = orjson.loads(frame[:frame.index(b"\n")])
+    action = wire.loads(frame[:frame.index(b"\n")])
     (head,) = action.values()
     return str(head.get("_id")), str(head.get("_index"))
 
