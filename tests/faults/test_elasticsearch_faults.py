@@ -35,12 +35,14 @@ def test_opensearch_down_30s_and_exporter_sigkilled_meanwhile_loses_nothing_and_
     cp = control_plane
     prefix = f"kube-events-f{uuid.uuid4().hex[:6]}"
     index = f"{prefix}-*"
-    # a 3 s checkpoint interval: the first exporter dies with documents stored but not yet checkpointed
-    args = ["--namespace", namespace, *es_args(opensearch, prefix), "--set", "checkpoint.interval_seconds=3"]
+    args = ["--namespace", namespace, *es_args(opensearch, prefix)]
+    # the first exporter saves no checkpoint before it dies: every document it stored is delivered again
+    # by the second (the worst case of the at-least-once window), and must overwrite itself
     runs = []
     try:
         with Producer(cp, namespace, rate=10) as prod:
-            first = start_exporter(cp, tmp_path, *args, name="first")
+            first = start_exporter(cp, tmp_path, *args, "--set", "checkpoint.interval_seconds=100000",
+                                   name="first")
             runs.append(first)
             opensearch.wait_for_count(index, 30, timeout=60)
             down = time.monotonic()
@@ -64,7 +66,7 @@ def test_opensearch_down_30s_and_exporter_sigkilled_meanwhile_loses_nothing_and_
         assert set(got) == made, f"{len(made - set(got))} lost, {len(set(got) - made)} unexpected"
         overwritten = sum(h["_version"] > 1 for h in ans["hits"]["hits"])
         resent = len({r["id"] for r in first.snapshot()} & {r["id"] for r in second.snapshot()})
-        assert resent > 0 and overwritten > 0, (resent, overwritten)
+        assert overwritten >= 30 and resent >= overwritten, (resent, overwritten)
         print(f"\nOpenSearch stopped {down_for:.0f}s (answering again after {outage:.0f}s) + SIGKILL: "
               f"{len(made)} events, 0 lost, {resent} sent again, "
               f"{overwritten} documents overwritten by _id, documents = distinct occurrences")
