@@ -1,9 +1,11 @@
-"""Benchmark 2: replay to the local Kafka broker and the local OTLP Collector (gRPC, HTTP), beside stdout.
+"""Benchmark 2: replay to the local Kafka broker, OTLP Collector (gRPC, HTTP) and OpenSearch, beside stdout.
 
 Each run replays the same cached stream with one sink enabled; the exporter exits
 only after its sinks confirmed (or gave up on) every record (close_sinks), so the
 wall time covers delivery. Delivery is checked after each run: the Kafka topic's
-high watermark, the number of log records the Collector wrote.
+high watermark, the number of log records the Collector wrote, the documents
+in the run's OpenSearch index (`elasticsearch`: not in the default set, ask for it
+with --sinks).
 """
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ SINKS = ("stdout", "kafka", "otlp-grpc", "otlp-http")
 
 def _components():
     sys.path.insert(0, str(REPO))
-    from tests.components import Collector, KafkaBroker
-    return Collector, KafkaBroker
+    from tests.components import Collector, KafkaBroker, OpenSearch
+    return Collector, KafkaBroker, OpenSearch
 
 
 def kafka_count(broker, topic: str) -> int:
@@ -49,7 +51,12 @@ def collector_count(col, start: int) -> tuple[int, int]:
     return n, start + len(data)
 
 
-def _sink_args(s: str, broker, col, topic: str) -> list:
+def _sink_args(s: str, broker, col, topic: str, es=None) -> list:
+    if s == "elasticsearch":
+        return ["--set", "sinks.stdout.enabled=false", "--set", "sinks.elasticsearch.enabled=true",
+                "--set", f"sinks.elasticsearch.url={es.url}", "--set", f"sinks.elasticsearch.index={topic}",
+                "--set", "sinks.elasticsearch.manage_template=true",
+                "--set", f"sinks.elasticsearch.template_patterns=['{topic}']"]
     if s == "kafka":
         return ["--set", "sinks.stdout.enabled=false", "--set", "sinks.kafka.enabled=true",
                 "--set", f"sinks.kafka.brokers={broker.bootstrap_servers}", "--set", f"sinks.kafka.topic={topic}"]
@@ -63,10 +70,10 @@ def _sink_args(s: str, broker, col, topic: str) -> list:
 
 def bench_sinks(lines: int = 100_000, runs: int = 3, sinks=SINKS) -> dict:
     wait_venv()
-    Collector, KafkaBroker = _components()
+    Collector, KafkaBroker, OpenSearch = _components()
     src = stream(lines)
     n = count_lines(src)
-    broker = col = None
+    broker = col = es = None
     res: dict = {"lines": n, "runs": runs, "sinks": {}}
     try:
         if "kafka" in sinks:
@@ -75,6 +82,9 @@ def bench_sinks(lines: int = 100_000, runs: int = 3, sinks=SINKS) -> dict:
         if any(s.startswith("otlp") for s in sinks):
             log("starting the OTLP Collector")
             col = Collector().start()
+        if "elasticsearch" in sinks:
+            log("starting OpenSearch")
+            es = OpenSearch().start()
         runs_by: dict[str, list] = {s: [] for s in sinks}
         other_cpu: dict[str, list] = {s: [] for s in sinks}
         with open(os.devnull, "wb") as devnull:
@@ -89,6 +99,11 @@ def bench_sinks(lines: int = 100_000, runs: int = 3, sinks=SINKS) -> dict:
                         args += _sink_args(s, broker, col, topic)
                         comp_pid = broker.process.pid
                         check = lambda topic=topic: kafka_count(broker, topic)  # noqa: E731
+                    elif s == "elasticsearch":
+                        index = f"bench-{uuid.uuid4().hex[:8]}"
+                        args += _sink_args(s, broker, col, index, es)
+                        comp_pid = es.process.pid
+                        check = lambda index=index: es.count(index)  # noqa: E731
                     elif s.startswith("otlp"):
                         args += _sink_args(s, broker, col, "")
                         comp_pid = col.process.pid
@@ -116,7 +131,9 @@ def bench_sinks(lines: int = 100_000, runs: int = 3, sinks=SINKS) -> dict:
         with open(os.devnull, "wb") as devnull:
             for s in sinks:
                 topic = broker.create_topic(f"bench-empty-{uuid.uuid4().hex[:6]}") if s == "kafka" else ""
-                args = ["replay", os.devnull] + _sink_args(s, broker, col, topic)
+                if s == "elasticsearch":
+                    topic = f"bench-empty-{uuid.uuid4().hex[:6]}"
+                args = ["replay", os.devnull] + _sink_args(s, broker, col, topic, es)
                 fixed[s] = median(run_measured(exporter_argv(*args), stdout=devnull, timeout=120).cpu for _ in range(2))
         for s in sinks:
             rs = runs_by[s]
@@ -140,7 +157,7 @@ def bench_sinks(lines: int = 100_000, runs: int = 3, sinks=SINKS) -> dict:
                 v["cpu_vs_stdout"] = v["cpu_median_s"] / base["cpu_median_s"]
         return res
     finally:
-        for comp in (col, broker):
+        for comp in (es, col, broker):
             if comp is not None:
                 try:
                     comp.stop()

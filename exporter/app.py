@@ -34,6 +34,9 @@ def build_sinks(cfg: Settings, stats: Stats) -> list[Sink]:
     if cfg.sinks.otlp.enabled:
         from exporter.sinks.otlp import OtlpSink
         sinks.append(OtlpSink(cfg.sinks.otlp, cluster=cfg.records.cluster_name, stats=stats))
+    if cfg.sinks.elasticsearch.enabled:
+        from exporter.sinks.elasticsearch import ElasticsearchSink
+        sinks.append(ElasticsearchSink(cfg.sinks.elasticsearch, stats=stats))
     stats.sink_stats.extend(sinks)
     return sinks
 

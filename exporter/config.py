@@ -114,9 +114,15 @@ def problems(s: Settings, env: dict[str, str]) -> Iterator[tuple[str, str, str]]
 
 
 def _sink_problems(s: Settings, env: dict[str, str]) -> Iterator[tuple[str, str, str]]:
-    kafka, otlp = s.sinks.kafka, s.sinks.otlp
-    if not (s.sinks.stdout.enabled or kafka.enabled or otlp.enabled):
-        yield "sinks", "no sink is enabled", "enable sinks.stdout, sinks.kafka or sinks.otlp"
+    kafka, otlp, es = s.sinks.kafka, s.sinks.otlp, s.sinks.elasticsearch
+    if not (s.sinks.stdout.enabled or kafka.enabled or otlp.enabled or es.enabled):
+        yield "sinks", "no sink is enabled", "enable sinks.stdout, sinks.kafka, sinks.otlp or sinks.elasticsearch"
+    if es.enabled:
+        from exporter.sinks.elasticsearch import check_settings as check_elasticsearch
+        try:
+            check_elasticsearch(es, env)
+        except ConfigError as exc:
+            yield exc.field, exc.problem, exc.fix
     if kafka.enabled:
         if not kafka.brokers.strip():
             yield ("sinks.kafka.brokers", "Kafka is enabled but no brokers are set",
@@ -254,6 +260,14 @@ def register_secrets(s: Settings, env: dict[str, str]) -> None:
             userinfo = urlsplit(url if "://" in url else f"//{url}").netloc.rpartition("@")[0]
             redact.register_secret(userinfo)
             redact.register_secret(userinfo.partition(":")[2])
+    es = s.sinks.elasticsearch
+    if es.enabled:
+        from exporter.sinks.elasticsearch.transport import resolve_secrets
+        try:
+            for value in resolve_secrets(es, env).values():
+                redact.register_secret(value)
+        except ConfigError:
+            pass  # reported by _sink_problems
     kafka = s.sinks.kafka
     for key, value in _flat(kafka.config).items():
         if redact.is_secret_key(key):

@@ -146,10 +146,45 @@ class OtlpSettings:
 
 
 @dataclass
+class ElasticsearchSinkSettings:
+    """The Elasticsearch / OpenSearch bulk sink (exporter/sinks/elasticsearch, docs/elasticsearch.md)."""
+    enabled: bool = False
+    url: str = ""                          # http(s)://host:9200 (a path prefix is kept: https://gw/es)
+    index: str = "kube-events-{timestamp:%Y.%m.%d}"  # template over record fields; daily by the Event's
+                                           # own time, so a re-delivery lands in the same index (_id overwrites)
+    op_type: str = "index"                 # index: overwrite by _id; create: for data streams (409 = already in)
+    pipeline: str | None = None            # ingest pipeline applied by the server; None: none
+    username: str | None = None            # basic auth; the password from secrets_* (or inline, masked)
+    password: str | None = None
+    api_key: str | None = None             # "id:key" or the base64 of it (Authorization: ApiKey ...)
+    secrets_from_env: dict[str, str] = field(default_factory=dict)    # password|api_key -> env var
+    secrets_from_files: dict[str, str] = field(default_factory=dict)  # password|api_key -> file
+    ca_file: str | None = None             # PEM CA bundle for https; None: system roots
+    tls_verify: bool = True                # false only for a lab: the server is not authenticated
+    compression: str = "gzip"              # gzip | none: a bulk body of Event JSON shrinks ~6x
+    batch_max_records: int = 1000          # documents per _bulk request
+    batch_max_bytes: int = 5242880         # 5 MiB of NDJSON per request: the servers' advice is 5-15 MiB,
+                                           # far under http.max_content_length (100 MiB)
+    batch_timeout_seconds: float = 1.0     # a partial batch waits at most this long (an idle source sends it now)
+    max_in_flight_records: int = 10000     # records held until confirmed; above it send() blocks (backpressure)
+    max_in_flight_bytes: int = 67108864    # 64 MiB of encoded documents held for retries: the other memory bound
+    request_timeout_seconds: float = 30.0  # per _bulk request: a server that takes longer is retried
+    retry_backoff_initial_seconds: float = 0.5  # first delay before a failed request is sent again; doubled
+    retry_backoff_max_seconds: float = 30.0     # cap: a recovered cluster is used within 30 s
+    on_rejected: str = "dead_letter"       # dead_letter: a permanently rejected document goes to dead_letter
+                                           # and is acknowledged; hold: kept and retried, the checkpoint waits
+    dead_letter: str = "stderr"            # stdout | stderr | a file path (JSON lines, appended, fsynced)
+    manage_template: bool = False          # install schemas/elasticsearch/index-template.json on start
+    template_name: str = "kube-events"     # name of the index template manage_template installs
+    template_patterns: list[str] = field(default_factory=lambda: ["kube-events*"])  # its index_patterns
+
+
+@dataclass
 class SinkSettings:
     stdout: StdoutSettings = field(default_factory=StdoutSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     otlp: OtlpSettings = field(default_factory=OtlpSettings)
+    elasticsearch: ElasticsearchSinkSettings = field(default_factory=ElasticsearchSinkSettings)
 
 
 @dataclass

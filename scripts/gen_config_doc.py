@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = {  # Settings attribute -> dataclass, in document order
     "kubernetes": "KubernetesSettings", "records": "RecordSettings", "filters": "FilterSettings",
     "sinks.stdout": "StdoutSettings", "sinks.kafka": "KafkaSettings", "sinks.otlp": "OtlpSettings",
+    "sinks.elasticsearch": "ElasticsearchSinkSettings",
     "checkpoint": "CheckpointSettings", "server": "ServerSettings", "log": "LogSettings",
     "leader_election": "LeaderElectionSettings", "enrich": "EnrichSettings",
     "sources.pod_terminations": "PodTerminationSettings",

@@ -3,6 +3,7 @@
 - control_plane: etcd + kube-apiserver + kube-controller-manager + kube-scheduler + KWOK
 - kafka_broker:  single-node KRaft broker (PLAINTEXT, SASL_PLAINTEXT and SASL_SSL listeners)
 - otel_collector: otelcol-kee, OTLP gRPC+HTTP in, file exporter out
+- opensearch:    single-node OpenSearch 2.19 (plain HTTP, no security plugin)
 - namespace:     a fresh namespace per test (deleted afterwards)
 
 A missing binary FAILS the test (never skips) and says to run scripts/testbin.
@@ -21,10 +22,10 @@ import uuid
 
 import pytest
 
-from tests.components import Collector, ControlPlane, KafkaBroker, MissingComponent, running_logs
+from tests.components import Collector, ControlPlane, KafkaBroker, MissingComponent, OpenSearch, running_logs
 
 STARTUP_SECONDS: dict[str, float] = {}
-REAL_FIXTURES = {"control_plane", "kafka_broker", "otel_collector", "namespace"}
+REAL_FIXTURES = {"control_plane", "kafka_broker", "otel_collector", "opensearch", "namespace"}
 
 
 def _start(name: str, factory):
@@ -68,6 +69,13 @@ def otel_collector():
     col = _start("otel_collector", Collector)
     yield col
     _cleanup(col)
+
+
+@pytest.fixture(scope="session")
+def opensearch():
+    node = _start("opensearch", OpenSearch)
+    yield node
+    _cleanup(node)
 
 
 @pytest.fixture

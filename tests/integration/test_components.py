@@ -248,3 +248,26 @@ def test_k8sobjects_receiver_peer_watches_real_events(control_plane, namespace, 
         assert body["object"]["involvedObject"]["name"] == "too-big"
     finally:
         peer.stop()
+
+
+def test_opensearch_bulk_overwrites_by_id_and_survives_restart(opensearch):
+    index = f"kee-component-{uuid.uuid4().hex[:8]}"
+    line = json.dumps({"index": {"_index": index, "_id": "same"}})
+    ans = opensearch.bulk(f"{line}\n{json.dumps({'n': 1})}\n{line}\n{json.dumps({'n': 2})}\n")
+    assert not ans["errors"], ans
+    assert opensearch.count(index) == 1
+    opensearch.restart()
+    assert [h["n"] for h in opensearch.hits(index)] == [2]
+    opensearch.delete_index(index)
+
+
+def test_opensearch_flat_object_keeps_dotted_label_keys_as_one_field(opensearch):
+    index = f"kee-component-{uuid.uuid4().hex[:8]}"
+    opensearch.ok("PUT", index, {"mappings": {"properties": {"labels": {"type": "flat_object"}}}})
+    doc = {"labels": {"app.kubernetes.io/name": "web", "app": "x"}}
+    opensearch.bulk(f'{json.dumps({"index": {"_index": index}})}\n{json.dumps(doc)}\n')
+    hits = opensearch.hits(index, {"term": {"labels.app.kubernetes.io/name": "web"}})
+    assert len(hits) == 1
+    mapping = opensearch.ok("GET", f"{index}/_mapping")[index]["mappings"]["properties"]
+    assert list(mapping) == ["labels"] and mapping["labels"]["type"] == "flat_object"
+    opensearch.delete_index(index)
