@@ -76,8 +76,7 @@ def truncate_message(message: str, limit: int) -> tuple[str, bool]:
 
 # --- times --------------------------------------------------------------------------------
 
-_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))",
-                      re.ASCII)
+_RFC3339 = r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))"
 _fromisoformat = datetime.fromisoformat
 #: Characters 4, 7, 10, 13, 16 and 19 of a canonical time: "2026-11-29T10:00:00Z" or "...00.5Z".
 _SEPARATORS = ("--T::Z", "--T::.")
@@ -111,7 +110,7 @@ def _canonical(s: str) -> str:
         except ValueError:
             return ""
         return s
-    m = _RFC3339.fullmatch(s)
+    m = re.fullmatch(_RFC3339, s, re.ASCII)  # rare (times not already canonical): compiled on first use
     if m is None:
         return ""
     y, mo, d, h, mi, sec, frac, sign, oh, om = m.groups()
@@ -296,7 +295,7 @@ def _skeleton_bytes() -> int:
     A record whose encoded size minus its message's length is at most this plus
     FIELD_MAX_BYTES cannot hold a string over FIELD_MAX_BYTES: the hot path's check.
     """
-    rec = normalise(Event(metadata=Meta(uid="", resourceVersion="")), False, cluster="",
+    rec = normalise(Event(metadata=Meta(uid="u", resourceVersion="1")), False, cluster="",
                     max_message_bytes=0, observed="")
     for d, k in _slots(rec):
         d[k] = ""
