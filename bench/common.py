@@ -18,11 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_BENCH = Path(os.environ.get("KEE_SHARED_BENCH", "/work/shared/bench"))
-if not SHARED_BENCH.exists():  # CI lays shared/ beside the clone
-    SHARED_BENCH = REPO.parent / "shared" / "bench"
-GEN = SHARED_BENCH / "gen_stream.py"
-FLOOR = SHARED_BENCH / "floor.py"
+GEN = REPO / "bench" / "gen_stream.py"   # the project's own watch-stream generator (standard library only)
+FLOOR = REPO / "bench" / "floor.py"      # the floor baseline: orjson parse + one small line per Event
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -207,7 +204,7 @@ def run_measured(argv: list, *, stdout=None, stdin=None, sample_rss: float | Non
 
     A run that failed because the shared venv was being reinstalled meanwhile is run again."""
     cwd = cwd or EXPORTER_ROOT
-    for attempt in range(3):
+    for _attempt in range(3):
         r = _run_measured(argv, stdout=stdout, stdin=stdin, sample_rss=sample_rss, timeout=timeout, cwd=cwd,
                           env=env)
         if r.rc == 0 or b"ModuleNotFoundError" not in r.stderr and b"ImportError" not in r.stderr:

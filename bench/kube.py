@@ -22,8 +22,20 @@ import uuid
 from pathlib import Path
 
 from bench import common
-from bench.common import (REPO, RssSampler, cache_dir, exporter_argv, log, median, percentile, proc_cpu,
-                          proc_cpu_split, proc_hwm_kb, vmrss_kb, wait_venv)
+from bench.common import (
+    REPO,
+    RssSampler,
+    cache_dir,
+    exporter_argv,
+    log,
+    median,
+    percentile,
+    proc_cpu,
+    proc_cpu_split,
+    proc_hwm_kb,
+    vmrss_kb,
+    wait_venv,
+)
 
 
 def _components():
@@ -130,7 +142,7 @@ class Arrivals:
             self.seen.setdefault(uid, t)
             self._cond.notify_all()
 
-    def start(self, loop) -> "Arrivals":
+    def start(self, loop) -> Arrivals:
         self.thread = threading.Thread(target=loop, daemon=True, name=f"arrivals-{self.name}")
         self.thread.start()
         return self

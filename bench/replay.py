@@ -45,7 +45,7 @@ def bench_replay_stdout(lines: int = 100_000, runs: int = 5, path=None) -> dict:
             log(f"replay-stdout run {i + 1}/{runs}: exporter {exp[-1].cpu:.2f}s floor {flo[-1].cpu:.2f}s "
                 f"ratio {exp[-1].cpu / flo[-1].cpu:.2f}")
     done = replay_done(exp[-1].stderr)
-    pair_ratios = [e.cpu / f.cpu for e, f in zip(exp, flo)]
+    pair_ratios = [e.cpu / f.cpu for e, f in zip(exp, flo, strict=False)]
     out = {
         "lines": n, "runs": runs, "records": done.get("occurrences"),
         "exporter_cpu_s": [round(r.cpu, 3) for r in exp], "floor_cpu_s": [round(r.cpu, 3) for r in flo],

@@ -109,7 +109,8 @@ def latency_table(r: dict) -> str:
                   rows)
             + f"\n\n{r['duration_s']:.0f} s per rate. First an exporter with stdout only; then one with every "
               "sink enabled at once, so every sink sees the same Events (stdout then also pays for the others: "
-              "the chunk is handed to every sink before stdout is flushed). Latency = arrival at the sink minus the POST's completion (the 201 "
+              "the chunk is handed to every sink before stdout is flushed). Latency = arrival at the sink minus "
+              "the POST's completion (the 201 "
               "read); `from POST start` adds the POST itself (an upper bound on creation-to-record). Arrival: "
               "stdout = the line read from the exporter's stdout pipe; kafka = a consumer's poll returning the "
               "record (fetch.wait.max.ms=5); otlp = the record found in the Collector's file exporter output "
@@ -245,7 +246,7 @@ memory is also VmRSS sampled from `/proc/PID/status` every 0.2 s. Every componen
 (tests/components: etcd + kube-apiserver, a KRaft Kafka broker, otelcol-kee).
 
 1. **Replay to stdout.** `python -m exporter replay FILE > /dev/null` beside
-   `python /work/shared/bench/floor.py FILE > /dev/null` on the same
+   `python bench/floor.py FILE > /dev/null` on the same
    `gen_stream.py -n 100000` stream (cached in `~/.cache/kube-event-exporter/bench/streams`,
    keyed by the generator's hash); one untimed warm-up each, then `--runs` pairs
    (5 by default; the table says how many), alternating which goes first. The figure is the
@@ -364,7 +365,8 @@ NOTES = """\
   own pipeline and its file exporter's 10 ms flush interval. The p99 at 10/s rests on 200 samples
   (the 2nd worst), so one scheduling hiccup on this shared machine moves it.
 - **Sinks.** Records/s is wall-clock and the machine is shared (load averages under Machine; 4-11
-  during some earlier runs of the day), so it is a floor, not a ceiling; exporter CPU per record is the steadier figure. Kafka: zstd +
+  during some earlier runs of the day), so it is a floor, not a ceiling; exporter CPU per record is the
+  steadier figure. Kafka: zstd +
   acks=all + idempotence; OTLP: the Collector under test also writes every record to a JSON file.
 - **Peers.** Both watchers see the same Events at the same time on the same apiserver; the
   Collector's figure includes its file exporter writing OTLP/JSON, ours writing JSON lines to a file.

@@ -1,4 +1,9 @@
-"""Ordered acknowledgements -> the committable resourceVersion of one stream.
+"""Ordered acknowledgements: a sink's confirmations -> its watermark -> each stream's committable resourceVersion.
+
+Two halves of one rule, kept in one module: :class:`OrderedAcks` turns a sink's
+out-of-order confirmations into an in-order watermark (the highest seq up to which
+everything is confirmed); :class:`Ledger` turns the minimum watermark of all sinks into
+the resourceVersion a checkpoint may save.
 
 A watch stream advances through positions (resourceVersions). Some positions
 carry a record (an Event occurrence handed to the sinks under a seq), others
@@ -14,8 +19,10 @@ bounded by what is in flight.
 """
 from __future__ import annotations
 
+import heapq
 import threading
 from collections import deque
+from collections.abc import Collection
 
 
 def rv_key(rv: str) -> tuple[int, str]:
@@ -67,3 +74,90 @@ class Ledger:
 
     def pending(self) -> int:
         return len(self._entries)
+
+
+class OrderedAcks:
+    """Turns out-of-order confirmations of seqs into an in-order watermark, and counts what is held.
+
+    Seqs handed to one sink are increasing but not necessarily contiguous (other
+    records may have been filtered out before this sink): ``expect(seq, size)`` records
+    every seq sent, ``done(seq, size)`` every seq confirmed. The watermark is the seq
+    just below the oldest unconfirmed one, or the last sent when all are done.
+    ``size`` (bytes) is only summed, for the sinks' in-flight byte bound.
+    Thread-safe: delivery callbacks may run on another thread.
+    """
+
+    __slots__ = ("_lock", "pending", "_done", "_last_sent", "_cond", "_waiters", "bytes", "confirmed")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        #: Heap of sent, unconfirmed seqs (read-only outside: len() is the in-flight count, lock-free).
+        self.pending: list[int] = []
+        self._done: set[int] = set()   # confirmed seqs still above the oldest pending
+        self._last_sent = 0
+        self._waiters = 0  # threads in wait_for: wake-ups cost ~2 us, so only when someone waits
+        #: Bytes sent and not yet confirmed (as given to expect/done).
+        self.bytes = 0
+        #: Records confirmed so far.
+        self.confirmed = 0
+
+    def expect(self, seq: int, size: int = 0) -> None:
+        with self._lock:
+            heapq.heappush(self.pending, seq)
+            self._last_sent = seq
+            self.bytes += size
+
+    def done(self, seq: int, size: int = 0) -> None:
+        with self._cond:
+            self._done.add(seq)
+            self.bytes -= size
+            self.confirmed += 1
+            pending, done = self.pending, self._done
+            while pending and pending[0] in done:
+                done.discard(heapq.heappop(pending))
+            if self._waiters:
+                self._cond.notify_all()
+
+    def done_many(self, seqs: Collection[int], size: int = 0) -> None:
+        """``done`` for a whole delivered batch: one lock and one wake-up instead of one per seq."""
+        with self._cond:
+            self._done.update(seqs)
+            self.bytes -= size
+            self.confirmed += len(seqs)
+            pending, done = self.pending, self._done
+            while pending and pending[0] in done:
+                done.discard(heapq.heappop(pending))
+            if self._waiters:
+                self._cond.notify_all()
+
+    def in_flight(self) -> int:
+        """Records sent and not yet confirmed (read without the lock: a snapshot). ``len(pending)``, what
+        the sinks' in-flight bound counts, also holds those confirmed after an unconfirmed one."""
+        return len(self.pending) - len(self._done)
+
+    def watermark(self) -> int:
+        with self._lock:
+            if self.pending:
+                return self.pending[0] - 1
+            return self._last_sent
+
+    def wait_below(self, limit: int, timeout: float | None = None) -> bool:
+        """Block until fewer than ``limit`` records are unconfirmed (False on timeout)."""
+        return self.wait_room(limit, 1 << 62, 0, timeout)
+
+    def wait_room(self, max_records: int, max_bytes: int, size: int, timeout: float | None) -> bool:
+        """Block until one more record of ``size`` bytes fits (or nothing is held); False on timeout."""
+        with self._cond:
+            self._waiters += 1
+            try:
+                return self._cond.wait_for(
+                    lambda: not self.pending or (len(self.pending) < max_records
+                                                  and self.bytes + size <= max_bytes), timeout)
+            finally:
+                self._waiters -= 1
+
+    def notify(self) -> None:
+        """Wake every waiter (an interrupt: they re-check why they wait)."""
+        with self._cond:
+            self._cond.notify_all()

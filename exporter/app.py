@@ -1,31 +1,40 @@
-"""Wiring and lifecycle: settings -> sinks -> pipeline -> source; SIGTERM drain; final checkpoint."""
+"""Wiring: settings -> sinks -> pipeline, shared by the live run (exporter/runner.py) and replay.
+
+The live lifecycle (watch, checkpoints, SIGTERM drain) is runner.py, which imports
+this module; this module never imports it back (the CLI picks one or the other).
+"""
 from __future__ import annotations
 
 import sys
 
 from exporter import log
+from exporter.errors import SinkFatal
 from exporter.metrics import Stats
 from exporter.pipeline import Pipeline
 from exporter.settings import Settings
+from exporter.sinks.base import Sink, SinkInterrupted
 from exporter.transforms import filters
 
+#: Seconds replay's sinks get to deliver what they hold at the end of the input, or after SIGTERM/SIGINT.
+REPLAY_DRAIN, REPLAY_SIGNAL_DRAIN = 30.0, 5.0
 
-def build_sinks(cfg: Settings, stats: Stats) -> list:
-    sinks = []
+
+def build_sinks(cfg: Settings, stats: Stats) -> list[Sink]:
+    sinks: list[Sink] = []
     if cfg.sinks.stdout.enabled:
         from exporter.sinks.stdout import StdoutSink
-        sinks.append(StdoutSink(buffer_bytes=cfg.sinks.stdout.buffer_bytes))
+        sinks.append(StdoutSink(buffer_bytes=cfg.sinks.stdout.buffer_bytes, stats=stats))
     if cfg.sinks.kafka.enabled:
         from exporter.sinks.kafka import KafkaSink
         sinks.append(KafkaSink(cfg.sinks.kafka, cluster=cfg.records.cluster_name, stats=stats))
     if cfg.sinks.otlp.enabled:
         from exporter.sinks.otlp import OtlpSink
         sinks.append(OtlpSink(cfg.sinks.otlp, cluster=cfg.records.cluster_name, stats=stats))
-    stats.sink_stats.extend(s for s in sinks if hasattr(s, "metrics"))
+    stats.sink_stats.extend(sinks)
     return sinks
 
 
-def build_pipeline(cfg: Settings, sinks: list, stats: Stats, *, live: bool) -> Pipeline:
+def build_pipeline(cfg: Settings, sinks: list[Sink], stats: Stats, *, live: bool) -> Pipeline:
     f = cfg.filters
     predicate = filters.build(types=f.types, reasons=f.reasons, exclude_reasons=f.exclude_reasons,
                               namespaces=f.namespaces, exclude_namespaces=f.exclude_namespaces, kinds=f.kinds,
@@ -35,45 +44,69 @@ def build_pipeline(cfg: Settings, sinks: list, stats: Stats, *, live: bool) -> P
                     recurring=cfg.records.recurring, live=live)
 
 
-def close_sinks(sinks: list, timeout: float) -> bool:
-    """Deliver what each sink holds (up to timeout s each); False when any could not."""
+def close_sinks(sinks: list[Sink], timeout: float) -> bool:
+    """Deliver what each sink holds (up to timeout s each); False when any could not (exit 1)."""
     ok = True
     for s in sinks:
         try:
             s.close(timeout)
-        except Exception as exc:  # one sink failing to close must not stop the others
-            log.error("sink_close_failed", sink=s.name, error=str(exc))
+        except SinkFatal:  # the sink logged what it could not deliver (sink_undelivered_at_close)
+            ok = False
+        except Exception:  # noqa: BLE001 - one sink failing to close must not stop the others
+            log.get(sink=s.name).exception("sink_close_failed")
             ok = False
     return ok
 
 
 def replay(cfg: Settings, path: str) -> int:
+    import signal
+
     from exporter.sources import replay as source
 
     stats = Stats()
     sinks = build_sinks(cfg, stats)
     pipeline = build_pipeline(cfg, sinks, stats, live=False)
+    lg = log.get(input=path)
     try:
         src = sys.stdin.buffer if path == "-" else open(path, "rb")
     except OSError as exc:
-        log.error("replay_input_unreadable", path=path, error=exc.strerror)
+        lg.error("replay_input_unreadable", error=exc.strerror, fix="give a readable file, or - for stdin")
         return 2
+    stopped: list[str] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        """SIGTERM/SIGINT: stop reading, free a send() blocked by a failing sink, drain briefly, exit 1."""
+        if stopped:
+            return
+        stopped.append(signal.Signals(signum).name)
+        for sink in sinks:
+            sink.interrupt()
+        raise SinkInterrupted(f"stopped by {stopped[0]}")
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    failed: BaseException | None = None
     skipped = 0
     try:
         with src:
             skipped = source.run(pipeline, src)
-    except BrokenPipeError:
-        return 0
+    except (SinkFatal, SinkInterrupted) as exc:  # a sink can never deliver again, or a signal
+        failed = exc
     finally:
-        delivered = close_sinks(sinks, 30.0)
-    log.info("replay_done", occurrences=stats.received_occurrences, deleted=stats.deleted,
-             filtered=stats.filtered, decode_errors=stats.decode_errors, bookmarks=stats.bookmarks,
-             skipped=skipped, delivered=delivered)
+        pipeline.close()
+        for sink in sinks:
+            if sink.fatal is not None:
+                sink.interrupt()
+        # after a signal, a short drain: the person asked to stop
+        delivered = close_sinks(sinks, REPLAY_SIGNAL_DRAIN if stopped else REPLAY_DRAIN)
+    if failed is not None:
+        lg.error("replay_stopped", reason=stopped[0] if stopped else "sink_failed", error=str(failed),
+                 fix="" if stopped else "the output was closed or failed before every record was delivered; "
+                                        "see the sink_fatal log")
+        delivered = False
+    lg.info("replay_done", occurrences=stats.received_occurrences, deleted=stats.deleted,
+            filtered=stats.filtered, decode_errors=stats.decode_errors, bookmarks=stats.bookmarks,
+            skipped=skipped, delivered=delivered)
     if not delivered:
         return 1
     return source.EXIT_SKIPPED if skipped else 0
 
-
-def run(cfg: Settings) -> int:
-    from exporter import runner
-    return runner.run(cfg)

@@ -1,20 +1,25 @@
-"""Command line: flags -> settings -> logging -> run.
+"""Command line: flags -> settings (exporter/config.py) -> logging -> run or replay.
 
     kube-event-exporter [run] [--config FILE] [--set k=v ...] [shortcut flags]
-    kube-event-exporter replay [FILE|-] [same flags]
-    kube-event-exporter --check-config [--config FILE]
+    kube-event-exporter replay [flags] [FILE|-]
+    kube-event-exporter [run|replay] --check-config [flags]
+    kube-event-exporter --version
 
-Exit codes: 0 done, 1 runtime failure, 2 bad configuration or usage,
-3 cannot reach or authenticate to the Kubernetes API at start.
+Flags may come before or after the command; ``replay --help`` shows replay's own.
+``--namespace a,b`` is the same as ``--namespace a --namespace b`` (a namespace name
+cannot hold a comma). ``--log-level`` is case-insensitive.
+
+Exit codes: 0 done, 1 runtime failure, 2 bad configuration or usage (the message
+names the setting and the fix), 3 cannot authenticate or is forbidden by RBAC.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from typing import Any
 
-EXIT_CONFIG = 2
-EXIT_API = 3
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_API = 0, 1, 2, 3
 
 #: flag -> settings path, for the options people type most.
 SHORTCUTS = {
@@ -27,68 +32,141 @@ SHORTCUTS = {
     "listen": "server.listen",
     "log_level": "log.level",
 }
+LOG_LEVELS = ("debug", "info", "warning", "error")
+SUB = "sub_"  # dest prefix of the flags given after the command
+
+
+def version() -> str:
+    """The installed package's version (importlib.metadata), else the checkout's."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+    try:
+        return installed("kube-event-exporter")
+    except PackageNotFoundError:
+        from exporter import __version__
+        return __version__
+
+
+def _flags(p: argparse.ArgumentParser, prefix: str) -> None:
+    """The flags every command takes. Defaults are SUPPRESS: absent means "not given", merged in main()."""
+    d = argparse.SUPPRESS
+    p.add_argument("--config", dest=prefix + "config", default=d, metavar="FILE",
+                   help="YAML settings file (default: env KEE_CONFIG)")
+    p.add_argument("--set", dest=prefix + "set", action="append", default=d, metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set sinks.kafka.topic=events (repeatable)")
+    p.add_argument("--check-config", dest=prefix + "check_config", action="store_true", default=d,
+                   help="validate everything start-up would, print the effective settings (secrets masked), exit "
+                        "(0 valid, 2 invalid)")
+    p.add_argument("--namespace", dest=prefix + "namespaces", action="append", default=d, metavar="NS[,NS]",
+                   help="watch only these namespaces (repeatable, or comma-separated); default all")
+    p.add_argument("--kubeconfig", dest=prefix + "kubeconfig", default=d, metavar="FILE")
+    p.add_argument("--context", dest=prefix + "context", default=d, metavar="NAME", help="kubeconfig context")
+    p.add_argument("--api", dest=prefix + "api", default=d, metavar="API", help="events.k8s.io/v1 (default) or v1")
+    p.add_argument("--cluster-name", dest=prefix + "cluster_name", default=d, metavar="NAME",
+                   help="written into every record")
+    p.add_argument("--field-selector", dest=prefix + "field_selector", default=d, metavar="SELECTOR",
+                   help="client-side filter, kubectl syntax: type!=Normal,reason=BackOff")
+    p.add_argument("--checkpoint-file", dest=prefix + "checkpoint_file", default=d, metavar="FILE",
+                   help="file checkpoint store at this path")
+    p.add_argument("--listen", dest=prefix + "listen", default=d, metavar="HOST:PORT",
+                   help="address of /metrics /healthz /readyz ('' disables)")
+    p.add_argument("--log-level", dest=prefix + "log_level", default=d, type=str.lower,
+                   choices=LOG_LEVELS,
+                   metavar="LEVEL",
+                   help="debug, info, warning or error (any case)")
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kube-event-exporter", description=(
         "Export every Kubernetes Event occurrence as a JSON record (stdout, Kafka, OTLP), "
-        "resuming from the last acknowledged resourceVersion."))
-    p.add_argument("command", nargs="?", default="run", choices=["run", "replay"],
-                   help="run: watch the cluster (default); replay: read watch envelopes from FILE or stdin")
-    p.add_argument("file", nargs="?", default="-", help="replay input (default: stdin)")
-    p.add_argument("--config", default=os.environ.get("KEE_CONFIG"), help="YAML settings file (env KEE_CONFIG)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. --set sinks.kafka.topic=events (repeatable)")
-    p.add_argument("--check-config", action="store_true", help="validate the settings, print them, exit")
-    p.add_argument("--namespace", action="append", default=[], dest="namespaces",
-                   help="watch only this namespace (repeatable); default all")
-    p.add_argument("--kubeconfig")
-    p.add_argument("--context")
-    p.add_argument("--api", help="events.k8s.io/v1 (default) or v1")
-    p.add_argument("--cluster-name")
-    p.add_argument("--field-selector", help="client-side filter, kubectl syntax: type!=Normal,reason=BackOff")
-    p.add_argument("--checkpoint-file", help="file checkpoint store at this path")
-    p.add_argument("--listen", help="host:port for /metrics /healthz /readyz ('' disables)")
-    p.add_argument("--log-level")
+        "resuming from the last acknowledged resourceVersion."),
+        epilog="Exit codes: 0 done, 1 runtime failure, 2 bad configuration or usage, "
+               "3 cannot authenticate or forbidden. Settings: docs/configuration.md.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    _flags(p, "")
+    commands = p.add_subparsers(dest="command", metavar="{run,replay}")
+    run = commands.add_parser("run", help="watch the cluster and export (the default)",
+                              description="Watch the cluster's Events and export every occurrence.")
+    _flags(run, SUB)
+    replay = commands.add_parser("replay", help="read watch envelopes from FILE or stdin and export them",
+                                 description="Read watch envelopes (kubectl get events -w --output-watch-events "
+                                             "-o json, or the exporter's input) from FILE or stdin (-) and export "
+                                             "them once. No metrics port and no checkpoint unless asked for.")
+    replay.add_argument("file", nargs="?", default="-", help="input file (default: - for stdin)")
+    _flags(replay, SUB)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def options(argv: list[str] | None) -> dict[str, Any]:
+    """The flag values, those before and after the command merged (after wins; lists add up)."""
     args = parser().parse_args(argv)
-    from exporter import log, settings
-    from exporter.errors import ConfigError
+    top = {k: v for k, v in vars(args).items() if not k.startswith(SUB)}
+    sub = {k[len(SUB):]: v for k, v in vars(args).items() if k.startswith(SUB)}
+    merged = {**top, **sub}
+    for name in ("set", "namespaces"):
+        merged[name] = top.get(name, []) + sub.get(name, [])
+    merged["namespaces"] = [n.strip() for item in merged["namespaces"] for n in item.split(",") if n.strip()]
+    merged.setdefault("config", os.environ.get("KEE_CONFIG"))
+    merged.setdefault("check_config", False)
+    merged["command"] = args.command or "run"
+    return merged
 
-    overrides: list[tuple[str, object]] = []
+
+def overrides_from(opts: dict[str, Any]) -> list[tuple[str, Any]] | str:
+    """The settings the flags set, in precedence order; a usage message (str) when a --set is malformed."""
+    from exporter import settings
+
+    overrides: list[tuple[str, Any]] = []
+    if opts["command"] == "replay":
+        # A replay is a one-shot job: no metrics port or checkpoint unless asked for.
+        overrides.append(("server.listen", ""))
     for flag, path in SHORTCUTS.items():
-        v = getattr(args, flag)
-        if v is not None:
-            overrides.append((path, v))
-    if args.namespaces:
-        overrides.append(("kubernetes.namespaces", args.namespaces))
-    if args.checkpoint_file:
+        if opts.get(flag) is not None:
+            overrides.append((path, opts[flag]))
+    if opts["namespaces"]:
+        overrides.append(("kubernetes.namespaces", opts["namespaces"]))
+    if opts.get("checkpoint_file"):
         overrides.append(("checkpoint.store", "file"))
-    for item in args.set:
+    for item in opts["set"]:
         if "=" not in item:
-            print(f"kube-event-exporter: --set {item!r}: expected KEY=VALUE", file=sys.stderr)
-            return EXIT_CONFIG
+            return f"--set {item!r}: expected KEY=VALUE"
         k, v = item.split("=", 1)
         overrides.append((k.strip(), settings.parse_scalar(v)))
-    if args.command == "replay":
-        # A replay is a one-shot job: no metrics port or checkpoint unless asked for.
-        overrides = [("server.listen", ""), *overrides]
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = options(argv)
+    from exporter import config, log
+    from exporter.errors import ConfigError
+
+    overrides = overrides_from(opts)
+    if isinstance(overrides, str):
+        print(f"kube-event-exporter: {overrides}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
-        cfg = settings.load(args.config, overrides=overrides)
+        cfg = config.load(opts["config"], overrides=overrides)
     except ConfigError as exc:
         print(f"kube-event-exporter: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    log.configure(cfg.log.level, cfg.log.format)
-    if args.check_config:
+    if opts["check_config"]:
         import dataclasses
         import json
+
         from exporter.redact import redact
         print(json.dumps(redact(dataclasses.asdict(cfg)), indent=2, default=str))
-        return 0
-    from exporter import app
-    if args.command == "replay":
-        return app.replay(cfg, args.file)
-    return app.run(cfg)
+        return EXIT_OK
+    log.configure(cfg.log.level, cfg.log.format, cache=True)
+    lg = log.get(command=opts["command"])
+    try:
+        if opts["command"] == "replay":
+            from exporter import app
+            return app.replay(cfg, opts["file"])
+        from exporter import runner
+        return runner.run(cfg)
+    except KeyboardInterrupt:  # Ctrl-C during a replay (a run handles SIGINT itself and drains)
+        lg.warning("interrupted", effect="records not yet confirmed by the sinks may not have been delivered")
+        return EXIT_FAIL
+    except Exception:  # noqa: BLE001 - a crash is logged with its traceback, and exits 1
+        lg.exception("crashed", version=version())
+        return EXIT_FAIL

@@ -34,12 +34,13 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from exporter import log
 from exporter.errors import ApiError, ConfigError, ExporterError
+from exporter.metrics import Metric
 from exporter.settings import LeaderElectionSettings
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
@@ -47,7 +48,7 @@ LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 
 def micro_time(t: float | None = None) -> str:
     """RFC 3339 with microseconds in UTC, the MicroTime format of Lease acquireTime/renewTime."""
-    dt = datetime.fromtimestamp(time.time() if t is None else t, tz=timezone.utc)
+    dt = datetime.fromtimestamp(time.time() if t is None else t, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -84,6 +85,7 @@ class LeaderElector:
         self.identity = settings.identity or default_identity()
         self.collection = LEASES.format(namespace=self.namespace)
         self.path = f"{self.collection}/{self.name}"
+        self.log = log.get(lease=f"{self.namespace}/{self.name}", identity=self.identity)
         self.lease_seconds = max(1, int(math.ceil(settings.lease_duration_seconds)))
         self._clock, self._wall, self._jitter = clock, wall, jitter
         self._lock = threading.RLock()   # leader state
@@ -97,7 +99,7 @@ class LeaderElector:
         #: called after each look at the Lease that got an answer while standing by
         #: (the runner can pass stats.progress: a healthy standby is alive, not stale)
         self.on_standby_poll: Callable[[], Any] | None = None
-        self._observed: tuple | None = None   # last lease record seen
+        self._observed: tuple[Any, ...] | None = None   # last lease record seen
         self._observed_at = 0.0               # monotonic time we first saw that record
         self._observed_holder: str | None = None
         self._expires_at: float | None = None  # standby: when the observed lease runs out (our clock)
@@ -121,15 +123,14 @@ class LeaderElector:
         with self._lock:
             self._on_lost = fn
             fire = self._lost and fn is not None
-        if fire:
+        if fire and fn is not None:
             self._call(fn)
 
     def acquire(self) -> bool:
         """Block until this process holds the Lease (True) or `stop` is set first (False)."""
-        log.info("leader_election_standby", lease=f"{self.namespace}/{self.name}", identity=self.identity,
-                 lease_duration_seconds=self.s.lease_duration_seconds,
-                 renew_deadline_seconds=self.s.renew_deadline_seconds,
-                 retry_period_seconds=self.s.retry_period_seconds)
+        self.log.info("leader_election_standby", lease_duration_seconds=self.s.lease_duration_seconds,
+                      renew_deadline_seconds=self.s.renew_deadline_seconds,
+                      retry_period_seconds=self.s.retry_period_seconds)
         while not self.stop.is_set():
             sent = self._clock()
             if self._try_acquire_or_renew(renewing=False):
@@ -178,19 +179,18 @@ class LeaderElector:
                 lease = self.client.request("GET", self.path, timeout=5.0)
                 spec = lease.get("spec") or {}
                 if spec.get("holderIdentity") != self.identity:
-                    log.warning("leader_release_skipped", lease=f"{self.namespace}/{self.name}",
-                                holder=spec.get("holderIdentity"), identity=self.identity)
+                    self.log.warning("leader_release_skipped", holder=spec.get("holderIdentity"))
                     return
                 now = micro_time(self._wall())
                 lease["spec"] = {**spec, "holderIdentity": "", "leaseDurationSeconds": 1,
                                  "acquireTime": now, "renewTime": now}
                 self.client.request("PUT", self.path, body=lease, timeout=5.0)
-                log.info("leader_released", lease=f"{self.namespace}/{self.name}", identity=self.identity)
+                self.log.info("leader_released")
             except (ApiError, ExporterError) as exc:
-                log.warning("leader_release_failed", lease=f"{self.namespace}/{self.name}", error=str(exc)[:300],
-                            effect="a standby takes over when the lease expires")
+                self.log.warning("leader_release_failed", error=str(exc)[:300],
+                                 effect="a standby takes over when the lease expires")
 
-    def metrics(self):
+    def metrics(self) -> Iterator[Metric]:
         """(name, kind, doc, labels, value) tuples, the shape Stats.sink_stats collects."""
         yield ("kee_leader", "gauge", "1 while this replica holds the leader Lease", {}, int(self.is_leader()))
         yield ("kee_leader_acquisitions", "counter", "times this replica became leader", {}, self.acquisitions)
@@ -251,8 +251,8 @@ class LeaderElector:
                 if self._clock() < self._observed_at + duration:
                     self._expires_at = self._observed_at + duration
                     return False  # held, and it changed within its duration as we see it
-                log.info("leader_lease_expired", lease=f"{self.namespace}/{self.name}", holder=holder,
-                         unchanged_for_seconds=round(self._clock() - self._observed_at, 2))
+                self.log.info("leader_lease_expired", holder=holder,
+                              unchanged_for_seconds=round(self._clock() - self._observed_at, 2))
             with self._io:
                 if renewing and self._halt.is_set():
                     return False
@@ -264,7 +264,7 @@ class LeaderElector:
         except ApiError as exc:
             if exc.status == 409:
                 self.conflicts += 1
-                log.info("leader_lease_conflict", lease=f"{self.namespace}/{self.name}", renewing=renewing)
+                self.log.info("leader_lease_conflict", renewing=renewing)
             else:
                 self._attempt_failed(renewing, exc)
             return False
@@ -274,9 +274,9 @@ class LeaderElector:
 
     def _attempt_failed(self, renewing: bool, exc: Exception) -> None:
         if renewing:
-            log.warning("leader_renew_failed", lease=f"{self.namespace}/{self.name}", error=str(exc)[:300])
+            self.log.warning("leader_renew_failed", error=str(exc)[:300])
         else:
-            log.warning("leader_lease_unavailable", lease=f"{self.namespace}/{self.name}", error=str(exc)[:300])
+            self.log.warning("leader_lease_unavailable", error=str(exc)[:300])
 
     def _observe(self, spec: dict[str, Any]) -> None:
         record = (spec.get("holderIdentity"), spec.get("leaseDurationSeconds"), spec.get("acquireTime"),
@@ -288,13 +288,11 @@ class LeaderElector:
             if holder != self._observed_holder:
                 self._observed_holder = holder
                 if holder != self.identity:
-                    log.info("leader_observed", lease=f"{self.namespace}/{self.name}", holder=holder,
-                             identity=self.identity)
+                    self.log.info("leader_observed", holder=holder)
 
     def _log_acquired(self, previous: str | None) -> None:
         self._observed_holder = self.identity
-        log.info("leader_acquired", lease=f"{self.namespace}/{self.name}", identity=self.identity,
-                 previous_holder=previous)
+        self.log.info("leader_acquired", previous_holder=previous)
 
     # --- renewing ---------------------------------------------------------------
 
@@ -339,14 +337,13 @@ class LeaderElector:
             cb = self._on_lost
             since = round(self._clock() - self._renewed_at, 3)
         self._halt.set()
-        log.error("leader_lost", lease=f"{self.namespace}/{self.name}", identity=self.identity, reason=why,
-                  seconds_since_last_renew=since, effect="stopping emission now", **kw)
+        self.log.error("leader_lost", reason=why, seconds_since_last_renew=since, effect="stopping emission now",
+                       **kw)
         if cb is not None:
             self._call(cb)
 
-    @staticmethod
-    def _call(fn: Callable[[], Any]) -> None:
+    def _call(self, fn: Callable[[], Any]) -> None:
         try:
             fn()
-        except Exception as exc:  # noqa: BLE001 - a failing callback must not kill the elector
-            log.error("leader_callback_failed", error=str(exc)[:300])
+        except Exception:  # noqa: BLE001 - a failing callback must not kill the elector
+            self.log.exception("leader_callback_failed")

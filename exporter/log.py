@@ -1,48 +1,91 @@
 """The exporter's own logs: structlog, JSON lines on stderr, never mixed with records.
 
-Everywhere else logs through ``from exporter import log; log.info("event_name", key=value)``:
-one import of structlog, configured once by :func:`configure`.
+The only structlog import. Two ways to log:
+
+    from exporter import log
+    log.info("event_name", key=value)             # one-off lines (the module functions)
+    lg = log.get(stream=key)                      # a bound logger: the context rides along
+    lg.warning("watch_failed_retrying", error=...)
+    lg.exception("watch_source_crashed")          # inside `except`: the traceback is logged
+
+Every line passes :func:`exporter.redact.scrub` (credentials in URLs, every secret
+value the configuration named) before it is rendered, whoever wrote it.
+
+Caching: :func:`configure` with ``cache=True`` (what the CLI does, once, before
+anything logs) turns on ``cache_logger_on_first_use``: a bound logger then resolves
+its processors once instead of on every call. The import-time default leaves it
+off, so tests can still capture logs (``structlog.testing.capture_logs``).
 """
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
-_logger = structlog.get_logger("kube-event-exporter")
+from exporter.redact import scrub_value
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+NAME = "kube-event-exporter"
 
 
-def configure(level: str = "info", fmt: str = "json") -> None:
-    renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+def _scrub(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Mask secrets in every string value (after tracebacks are formatted, before rendering)."""
+    for k, v in event.items():
+        event[k] = scrub_value(v)
+    return event
+
+
+def configure(level: str = "info", fmt: str = "json", *, cache: bool = False) -> None:
+    """Level (case-insensitive), renderer (json | console), and logger caching (see the module docstring).
+
+    Loggers from :func:`get` made before a later call keep the configuration they were cached with.
+    """
+    global _logger
+    renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
+                     else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            _scrub,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level.lower(), logging.INFO)),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=cache,
     )
+    _logger = structlog.get_logger(NAME)  # a lazy proxy: resolved (and, with caching, kept) on first use
 
 
+_logger: Any = None
 configure()
 
 
-def debug(event: str, **kw) -> None:
+def get(**context: Any) -> Any:
+    """A logger carrying `context` (stream=, lease=, sink=) on every line; `.bind(**more)` adds to it."""
+    return structlog.get_logger(NAME).bind(**context)
+
+
+def debug(event: str, **kw: Any) -> None:
     _logger.debug(event, **kw)
 
 
-def info(event: str, **kw) -> None:
+def info(event: str, **kw: Any) -> None:
     _logger.info(event, **kw)
 
 
-def warning(event: str, **kw) -> None:
+def warning(event: str, **kw: Any) -> None:
     _logger.warning(event, **kw)
 
 
-def error(event: str, **kw) -> None:
+def error(event: str, **kw: Any) -> None:
     _logger.error(event, **kw)
+
+
+def exception(event: str, **kw: Any) -> None:
+    """An error line with the traceback of the exception being handled (call it inside `except`)."""
+    _logger.exception(event, **kw)

@@ -9,10 +9,14 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from exporter import log
+
+#: One metric sample a component exposes (sinks, the leader): (name, "counter" | "gauge", help, labels, value).
+Metric = tuple[str, str, str, dict[str, str], float]
 
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
@@ -67,12 +71,12 @@ class Stats:
         self.last_progress = time.monotonic()
 
 
-def _collector(stats: Stats):
+def _collector(stats: Stats) -> Any:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
     class Collector:
-        def collect(self):
-            def counter(name, doc, value, labels=None):
+        def collect(self) -> Iterator[Any]:
+            def counter(name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> Any:
                 c = CounterMetricFamily(name, doc, labels=list(labels or {}))
                 c.add_metric(list((labels or {}).values()), value)
                 return c
@@ -114,7 +118,7 @@ def _collector(stats: Stats):
                 g.add_metric([], time.time() - stats.checkpoint_saved_at)
             yield g
             buckets, acc = [], 0
-            for bound, n in zip((*map(str, LAG_BUCKETS), "+Inf"), stats.lag_counts):
+            for bound, n in zip((*map(str, LAG_BUCKETS), "+Inf"), stats.lag_counts, strict=False):
                 acc += n
                 buckets.append((bound, acc))
             h = HistogramMetricFamily("kee_emit_lag_seconds", "seconds from an event's occurrence to its emission")
@@ -144,15 +148,17 @@ def serve(stats: Stats, listen: str, stale_after: float) -> Any:
     host, _, port = listen.rpartition(":")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self) -> None:  # noqa: N802
             if self.path.startswith("/metrics"):
                 body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
             elif self.path.startswith("/healthz"):
                 stale = time.monotonic() - stats.last_progress
                 ok = stale < stale_after
-                body, ctype, code = (b"ok\n" if ok else b"no progress for %ds\n" % stale), "text/plain", 200 if ok else 503
+                body = b"ok\n" if ok else b"no progress for %ds\n" % stale
+                ctype, code = "text/plain", 200 if ok else 503
             elif self.path.startswith("/readyz"):
-                body, ctype, code = (b"ready\n" if stats.ready else b"not ready\n"), "text/plain", 200 if stats.ready else 503
+                body = b"ready\n" if stats.ready else b"not ready\n"
+                ctype, code = "text/plain", 200 if stats.ready else 503
             else:
                 body, ctype, code = b"not found\n", "text/plain", 404
             self.send_response(code)
@@ -161,7 +167,7 @@ def serve(stats: Stats, listen: str, stale_after: float) -> Any:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
             pass
 
     server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)

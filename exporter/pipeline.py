@@ -20,19 +20,18 @@ commit() and close() never take it: a sink blocked by backpressure holds it.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-import orjson
-
-from exporter import log
+from exporter import log, wire
 from exporter.acks import Ledger, rv_newer
 from exporter.metrics import Stats
 from exporter.records import FAST_LIMIT, bound, clock, normalise
 from exporter.sinks.base import Sink
 from exporter.wire import Event
 
-_dumps = orjson.dumps
-_OPT = orjson.OPT_APPEND_NEWLINE
+_dumps = wire.dumps
+_OPT = wire.OPT_APPEND_NEWLINE
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 

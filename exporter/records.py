@@ -19,10 +19,9 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Any
 
-import orjson
-
+from exporter import wire
 from exporter.wire import LONG_MAX, Event, Meta, Ref, Source, fingerprint, free_text
 
 SCHEMA_VERSION = "1"
@@ -84,7 +83,7 @@ _seen: dict[str, str] = {}  # time as sent -> canonical form, or "" when invalid
 _seen_get = _seen.get
 
 
-def utc(s: str) -> Optional[str]:
+def utc(s: str) -> str | None:
     """``s`` as UTC RFC 3339 with ``Z`` (sub-second digits kept, at most 9), or None when it is not a time.
 
     Accepted: RFC 3339 (``T``, ``t`` or a space between date and time; ``Z`` or a
@@ -127,7 +126,7 @@ def _canonical(s: str) -> str:
                                                  (frac or "")[:10])
 
 
-def _first_time(candidates: tuple[Optional[str], ...], field: str, bad: dict[str, str]) -> Optional[str]:
+def _first_time(candidates: tuple[str | None, ...], field: str, bad: dict[str, str]) -> str | None:
     """The first candidate that is a valid time; invalid ones seen before it are kept in ``bad``."""
     for c in candidates:
         if c:
@@ -138,7 +137,7 @@ def _first_time(candidates: tuple[Optional[str], ...], field: str, bad: dict[str
     return None
 
 
-def _obj_ref(ref: Optional[Ref]) -> dict[str, Any] | None:
+def _obj_ref(ref: Ref | None) -> dict[str, Any] | None:
     if ref is None:
         return None
     return {
@@ -302,10 +301,10 @@ def _skeleton_bytes() -> int:
     rec["id"] = rec["observed_timestamp"] = rec["message"] = ""
     rec["timestamp"] = rec["first_timestamp"] = rec["event"]["creation_timestamp"] = None
     rec.update(severity="INFO", update=True, message_truncated=True)  # the shortest each can be
-    return len(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
+    return len(wire.dumps(rec, option=wire.OPT_APPEND_NEWLINE))
 
 
-def within_field_bounds(line_len: int, message: Optional[str]) -> bool:
+def within_field_bounds(line_len: int, message: str | None) -> bool:
     """Cheap proof that no string but the message exceeds FIELD_MAX_BYTES (False: check them).
 
     The pipeline inlines it with FAST_LIMIT (a call costs more than the test).
@@ -329,14 +328,14 @@ def bound(rec: dict[str, Any], line: bytes, max_record_bytes: int) -> tuple[byte
                 d[k] = nv
                 cut += 1
     if cut:
-        line = orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
+        line = wire.dumps(rec, option=wire.OPT_APPEND_NEWLINE)
     for _ in range(1000):
         over = len(line) - max_record_bytes
         if over <= 0:
             break
         slots = _slots(rec)
         slots.append((rec, "message"))
-        sizes = [(len(orjson.dumps(d[k])) if d[k] is not None else 0, i) for i, (d, k) in enumerate(slots)]
+        sizes = [(len(wire.dumps(d[k])) if d[k] is not None else 0, i) for i, (d, k) in enumerate(slots)]
         size, i = max(sizes)
         d, k = slots[i]
         v = d[k]
@@ -346,7 +345,7 @@ def bound(rec: dict[str, Any], line: bytes, max_record_bytes: int) -> tuple[byte
         if k == "message" and d is rec:
             rec["message_truncated"] = True
         cut += 1
-        line = orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
+        line = wire.dumps(rec, option=wire.OPT_APPEND_NEWLINE)
     return line, cut
 
 

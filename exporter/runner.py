@@ -14,22 +14,23 @@ import time
 
 from exporter import log
 from exporter.app import build_pipeline, build_sinks, close_sinks
+from exporter.backoff import Backoff
+from exporter.checkpoint import NoStore, Store
 from exporter.errors import ApiError, ExporterError, Forbidden, SinkFatal
 from exporter.kube.client import KubeClient, Unreachable
 from exporter.metrics import Stats, serve
 from exporter.settings import Settings
-from exporter.sources.kubernetes import Backoff, WatchSource, events_path, stream_key
+from exporter.sources.kubernetes import WatchSource, events_path, stream_key
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_API = 0, 1, 2, 3
 DRAIN_TIMEOUT = 25.0  # seconds; under Kubernetes' default 30 s terminationGracePeriodSeconds
 
 
-def make_store(cfg: Settings, client: KubeClient):
-    from exporter.checkpoint import NoStore
+def make_store(cfg: Settings, client: KubeClient) -> Store:
     c = cfg.checkpoint
     if c.store == "file":
         from exporter.checkpoint.file import FileStore
-        return FileStore(c.path)
+        return FileStore(c.path or "")  # config.check refuses the file store without a path
     if c.store == "kubernetes":
         from exporter.checkpoint.kube import ConfigMapStore
         return ConfigMapStore(client, c.namespace or client.own_namespace(), c.name)
@@ -42,6 +43,7 @@ def preflight(client: KubeClient, cfg: Settings, namespaces: list[str | None], s
     Unreachable and 5xx are retried (the apiserver may be starting); 401/403 are fatal.
     """
     backoff = Backoff(cfg.kubernetes.backoff_initial_seconds, cfg.kubernetes.backoff_max_seconds)
+    lg = log.get(server=client.host)
     for ns in namespaces:
         path = events_path(cfg.kubernetes.api, ns)
         while not stop.is_set():
@@ -52,16 +54,15 @@ def preflight(client: KubeClient, cfg: Settings, namespaces: list[str | None], s
                 raise
             except (Unreachable, ApiError) as exc:
                 delay = backoff.next(getattr(exc, "retry_after", None))
-                log.warning("apiserver_not_ready_retrying", server=client.host, error=str(exc)[:300],
-                            retry_in_seconds=round(delay, 2))
+                lg.warning("apiserver_not_ready_retrying", error=str(exc)[:300], retry_in_seconds=round(delay, 2))
                 stop.wait(delay)
 
 
 def run(cfg: Settings) -> int:
     stop = threading.Event()
-    reason = {"why": None}
+    reason: dict[str, str | None] = {"why": None}
 
-    def on_signal(signum, _frame):
+    def on_signal(signum: int, _frame: object) -> None:
         reason["why"] = signal.Signals(signum).name
         stop.set()
     signal.signal(signal.SIGTERM, on_signal)
@@ -71,9 +72,9 @@ def run(cfg: Settings) -> int:
     if cfg.server.listen:
         try:
             serve(stats, cfg.server.listen, cfg.server.stale_after_seconds)
-        except OSError as exc:
-            log.error("metrics_listen_failed", listen=cfg.server.listen, error=exc.strerror,
-                      fix="set server.listen to a free host:port, or '' to disable")
+        except (OSError, OverflowError, ValueError) as exc:  # in use, not this host's address
+            log.error("metrics_listen_failed", listen=cfg.server.listen, error=getattr(exc, "strerror", None)
+                      or str(exc), fix="set server.listen to a free host:port of this host, or '' to disable")
             return EXIT_CONFIG
     try:
         client = KubeClient(kubeconfig=cfg.kubernetes.kubeconfig, context=cfg.kubernetes.context,
@@ -83,14 +84,15 @@ def run(cfg: Settings) -> int:
                   fix="set kubernetes.kubeconfig (--kubeconfig) or run in a pod with a service account")
         return EXIT_API
     namespaces: list[str | None] = list(cfg.kubernetes.namespaces) or [None]
-    log.info("starting", server=client.host, credentials=client.source, api=cfg.kubernetes.api,
-             namespaces=cfg.kubernetes.namespaces or "all", checkpoint=cfg.checkpoint.store)
+    lg = log.get(server=client.host)
+    lg.info("starting", credentials=client.source, api=cfg.kubernetes.api,
+            namespaces=cfg.kubernetes.namespaces or "all", checkpoint=cfg.checkpoint.store)
     try:
         preflight(client, cfg, namespaces, stop)
     except Forbidden as exc:
-        log.error("kubernetes_forbidden", server=client.host, status=exc.status, error=exc.message,
-                  fix="grant get/list/watch on events (events.k8s.io and core) to this identity; "
-                      "see deploy/kustomize/base/rbac.yaml")
+        lg.error("kubernetes_forbidden", status=exc.status, error=exc.message,
+                 fix="grant get/list/watch on events (events.k8s.io and core) to this identity; "
+                     "see deploy/kustomize/base/rbac.yaml")
         return EXIT_API
     if stop.is_set():
         return EXIT_OK
@@ -99,7 +101,8 @@ def run(cfg: Settings) -> int:
     try:
         saved = store.load()
     except (ExporterError, ApiError, Unreachable) as exc:
-        log.error("checkpoint_load_failed", error=str(exc), fix="check checkpoint.* settings and permissions")
+        lg.error("checkpoint_load_failed", store=cfg.checkpoint.store, error=str(exc),
+                 fix="check checkpoint.* settings and permissions")
         return EXIT_FAIL
 
     leader = None
@@ -118,7 +121,7 @@ def run(cfg: Settings) -> int:
     try:
         sinks = build_sinks(cfg, stats)
     except (SinkFatal, ExporterError) as exc:
-        log.error("sink_setup_failed", error=str(exc))
+        lg.error("sink_setup_failed", error=str(exc))
         return EXIT_CONFIG
     pipeline = build_pipeline(cfg, sinks, stats, live=True)
     if leader is not None:
@@ -128,8 +131,8 @@ def run(cfg: Settings) -> int:
     for ns in namespaces:
         key = cfg.checkpoint.key if (cfg.checkpoint.key and len(namespaces) == 1) else stream_key(cfg.kubernetes, ns)
         rv = saved.get(key)
-        log.info("stream_resuming" if rv else "stream_starting", stream=key, resource_version=rv,
-                 initial=None if rv else cfg.kubernetes.initial)
+        log.get(stream=key).info("stream_resuming" if rv else "stream_starting", resource_version=rv,
+                                 initial=None if rv else cfg.kubernetes.initial)
         src = WatchSource(client, pipeline, cfg.kubernetes, pipeline.stream(key, rv), ns, stop)
         t = threading.Thread(target=src.run, name=f"watch-{ns or 'all'}", daemon=True)
         sources.append(src)
@@ -139,6 +142,7 @@ def run(cfg: Settings) -> int:
 
     last_saved: dict[str, str] = dict(saved)
     exit_code = EXIT_OK
+    ck = log.get(checkpoint=cfg.checkpoint.store)
 
     def checkpoint() -> None:
         if leader is not None and not leader.is_leader():
@@ -150,53 +154,53 @@ def run(cfg: Settings) -> int:
                 last_saved.update(committed)
                 stats.checkpoint_rv.update(committed)
                 stats.checkpoint_saved_at = time.time()
-                log.debug("checkpoint_saved", positions=committed)
+                ck.debug("checkpoint_saved", positions=committed)
             except Exception as exc:  # noqa: BLE001 - a failed save is retried next interval
                 stats.checkpoint_failures += 1
-                log.error("checkpoint_save_failed", error=str(exc)[:300])
+                ck.error("checkpoint_save_failed", error=str(exc)[:300],
+                         retry_in_seconds=cfg.checkpoint.interval_seconds)
 
     while not stop.is_set():
         stop.wait(cfg.checkpoint.interval_seconds)
         checkpoint()
         for src in sources:
             if src.fatal is not None:
-                exc = src.fatal
-                if isinstance(exc, Forbidden):
-                    log.error("kubernetes_forbidden", error=exc.message,
-                              fix="grant get/list/watch on events to this identity")
+                failure = src.fatal
+                slog = lg.bind(stream=src.stream.key)
+                if isinstance(failure, Forbidden):
+                    slog.error("kubernetes_forbidden", error=failure.message,
+                               fix="grant get/list/watch on events to this identity")
                     exit_code = EXIT_API
                 else:
+                    slog.error("watch_source_failed", exc_info=failure)  # with its traceback
                     exit_code = EXIT_FAIL
                 stop.set()
         for sink in sinks:
-            fatal = getattr(sink, "fatal", None)
-            if fatal is not None:
-                log.error("sink_fatal", sink=sink.name, error=str(fatal))
+            if sink.fatal is not None:
+                log.get(sink=sink.name).error("sink_fatal_stopping", error=str(sink.fatal))
                 exit_code = EXIT_FAIL
                 stop.set()
         if leader is not None and not leader.is_leader():
-            log.warning("leadership_lost_stopping")
+            lg.warning("leadership_lost_stopping")
             exit_code = EXIT_FAIL
             stop.set()
 
     pipeline.close()
     for sink in sinks:  # a source blocked in a sink's send (backpressure) gives up that record
-        interrupt = getattr(sink, "interrupt", None)
-        if interrupt is not None:
-            interrupt()
+        sink.interrupt()
     if leader is not None and not leader.is_leader():
         # Deposed: the new leader owns the stream from the shared checkpoint. Emitting what is
         # still buffered here would only duplicate what it re-exports, so nothing more goes out.
-        log.warning("deposed_exiting_without_drain", unconfirmed=pipeline.seq - pipeline.watermark())
+        lg.warning("deposed_exiting_without_drain", unconfirmed=pipeline.seq - pipeline.watermark())
         return exit_code or EXIT_FAIL
-    log.info("draining", reason=reason["why"] or "error", in_flight=pipeline.seq - pipeline.watermark())
+    lg.info("draining", reason=reason["why"] or "error", in_flight=pipeline.seq - pipeline.watermark())
     if not pipeline.quiesce(5.0):
-        log.warning("drain_source_still_sending")  # a sink's send() ignored the interrupt
+        lg.warning("drain_source_still_sending")  # a sink's send() ignored the interrupt
     pipeline.flush()
     if not close_sinks(sinks, DRAIN_TIMEOUT):
         exit_code = exit_code or EXIT_FAIL  # undelivered records stay behind the checkpoint
     checkpoint()
     if leader is not None:
         leader.release()
-    log.info("stopped", checkpoint=last_saved, records=pipeline.seq, exit_code=exit_code)
+    lg.info("stopped", checkpoint=last_saved, records=pipeline.seq, exit_code=exit_code)
     return exit_code

@@ -1,23 +1,33 @@
-"""Typed settings, one dataclass per concern, validated on load.
+"""Typed settings, one dataclass per concern: the data and its schema, nothing else.
 
 Sources, lowest to highest precedence: defaults below, the YAML file
 (``--config`` / KEE_CONFIG), environment variables ``KEE__SECTION__KEY=value``
 (double underscores between levels, values parsed as YAML scalars), and flags
 (``--set section.key=value`` and the shortcuts in cli.py). The merged document is
-validated against schemas/config.schema.json; an error names the field and the
-fix and the CLI exits 2 (exporter/cli.py).
+validated against schemas/config.schema.json (:func:`parse`); an error names the
+field and the fix and the CLI exits 2 (exporter/cli.py).
+
+The rules a schema cannot say (cross-field bounds, selector syntax, librdkafka
+keys, addresses) live in exporter/config.py, which imports this module and the
+modules that own each rule: ``exporter.config.load`` is the one entry that both
+``--check-config`` and start-up use. This module imports no other part of the
+exporter but two leaves, the error tree and the secret-name list (redact.py, so a
+schema error never quotes a secret back), so nothing here can form an import cycle.
 
 Every attribute's comment gives its unit and why the default is what it is.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from exporter.errors import ConfigError
+from exporter.redact import MASK, is_secret_key
+
 
 def _schema_dir() -> Path:
     """KEE_SCHEMAS, else the copy shipped in the package (exporter/schemas), else the checkout's schemas/."""
@@ -96,7 +106,7 @@ class KafkaSettings:
     retry_backoff_initial_ms: int = 500    # first delay before the sink re-produces a failed record; doubled
     retry_backoff_max_ms: int = 30000      # cap of that delay: a fixed broker is used within 30 s
     headers: bool = True                   # headers type, reason, namespace, cluster (absent when null)
-    config: dict[str, Any] = field(default_factory=dict)  # passed to librdkafka as is (security.protocol, sasl.*, ssl.*)
+    config: dict[str, Any] = field(default_factory=dict)  # to librdkafka as is (security.protocol, sasl.*, ssl.*)
     secrets_from_env: dict[str, str] = field(default_factory=dict)    # librdkafka key -> env var holding the value
     secrets_from_files: dict[str, str] = field(default_factory=dict)  # librdkafka key -> file holding the value
 
@@ -187,7 +197,7 @@ class Settings:
 
 # --- loading -----------------------------------------------------------------
 
-def _yaml():
+def _yaml() -> Any:
     import yaml
     return yaml
 
@@ -209,7 +219,7 @@ def parse_scalar(text: str) -> Any:
     """'3' -> 3, 'true' -> True, '[a, b]' -> list; anything unparsable stays a string."""
     try:
         return _yaml().safe_load(text) if text != "" else ""
-    except Exception:
+    except Exception:  # noqa: BLE001 - any YAML error (or a recursion limit): the text is meant as a plain string
         return text
 
 
@@ -220,6 +230,8 @@ def load_document(path: str | None, env: dict[str, str], overrides: list[tuple[s
             text = Path(path).read_text()
         except OSError as exc:
             raise ConfigError("--config", f"cannot read {path}: {exc.strerror}", "give a readable YAML file") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError("--config", f"{path} is not UTF-8 text", "give a YAML file in UTF-8") from exc
         try:
             loaded = _yaml().safe_load(text)
         except Exception as exc:
@@ -234,6 +246,9 @@ def load_document(path: str | None, env: dict[str, str], overrides: list[tuple[s
             _set_path(doc, ".".join(p.lower() for p in k[5:].split("__")), parse_scalar(v), k)
     for dotted, value in overrides:
         _set_path(doc, dotted, value, dotted)
+    section = doc.get("log")
+    if isinstance(section, dict) and isinstance(section.get("level"), str):
+        section["level"] = section["level"].lower()  # DEBUG, Debug and debug alike
     return doc
 
 
@@ -256,18 +271,32 @@ def _check(value: Any, schema: dict[str, Any], path: list[str]) -> None:
     """
     where = ".".join(path) or "(top level)"
     fix = schema.get("description") or "see docs/configuration.md"
+    # the value is quoted back, unless it may be a secret (a password, a header value)
+    shown = MASK if any(is_secret_key(p) or p == "headers" for p in path) else repr(value)
     if "enum" in schema and value not in schema["enum"]:
         allowed = ", ".join("null" if v is None else str(v) for v in schema["enum"])
-        raise ConfigError(where, f"{value!r} is not one of: {allowed}", fix)
+        raise ConfigError(where, f"{shown} is not one of: {allowed}", fix)
     if "const" in schema and value != schema["const"]:
         raise ConfigError(where, f"must be {schema['const']!r}", fix)
     types = schema.get("type")
     if types is not None:
         names = [types] if isinstance(types, str) else types
         if not any(_type_ok(value, n) for n in names):
-            raise ConfigError(where, f"{value!r} is not of type {' or '.join(names)}", fix)
-    if "minimum" in schema and type(value) in (int, float) and value < schema["minimum"]:
-        raise ConfigError(where, f"{value!r} is less than the minimum of {schema['minimum']}", fix)
+            raise ConfigError(where, f"{shown} is not of type {' or '.join(names)}", fix)
+    if type(value) is float and not math.isfinite(value):
+        raise ConfigError(where, f"{shown} is not a finite number", fix)
+    if type(value) in (int, float):
+        if "minimum" in schema and value < schema["minimum"]:
+            raise ConfigError(where, f"{shown} is less than the minimum of {schema['minimum']}", fix)
+        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+            raise ConfigError(where, f"{shown} must be greater than {schema['exclusiveMinimum']}", fix)
+        if "maximum" in schema and value > schema["maximum"]:
+            raise ConfigError(where, f"{shown} is more than the maximum of {schema['maximum']}", fix)
+    if isinstance(value, str):
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            raise ConfigError(where, f"{shown} is shorter than {schema['minLength']} characters", fix)
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            raise ConfigError(where, f"longer than {schema['maxLength']} characters", fix)
     if isinstance(value, dict) and ("properties" in schema or "additionalProperties" in schema):
         props = schema.get("properties", {})
         extra = schema.get("additionalProperties", True)
@@ -287,14 +316,48 @@ def _check(value: Any, schema: dict[str, Any], path: list[str]) -> None:
 
 def config_schema() -> dict[str, Any]:
     import json
-    return json.loads((SCHEMA_DIR / "config.schema.json").read_text())
+    schema: dict[str, Any] = json.loads((SCHEMA_DIR / "config.schema.json").read_text())
+    return schema
+
+
+#: deeper than any setting (sinks.kafka.config.a.b.c... is the deepest real one)
+MAX_DEPTH = 24
+#: values in one document; a YAML alias bomb expands to far more than any real file holds
+MAX_NODES = 100_000
+
+
+def _shape(doc: Any) -> None:
+    """Refuse documents no setting can have: alias loops, absurd depth, alias bombs (before anything walks them)."""
+    nodes = 0
+
+    def walk(value: Any, path: list[str], on_path: set[int]) -> None:
+        nonlocal nodes
+        nodes += 1
+        where = ".".join(path) or "(top level)"
+        if nodes > MAX_NODES:
+            raise ConfigError(where, f"the document holds more than {MAX_NODES} values",
+                              "check YAML aliases (*name): each use repeats what the anchor holds")
+        if not isinstance(value, (dict, list)):
+            return
+        if id(value) in on_path:
+            raise ConfigError(where, "contains itself (a YAML alias inside its own anchor)", "remove the alias loop")
+        if len(path) > MAX_DEPTH:
+            raise ConfigError(where, f"nested deeper than {MAX_DEPTH} levels", "see docs/configuration.md")
+        on_path.add(id(value))
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in items:
+            walk(v, [*path, str(k)], on_path)
+        on_path.discard(id(value))
+
+    walk(doc, [], set())
 
 
 def validate(doc: dict[str, Any]) -> None:
+    _shape(doc)
     _check(doc, config_schema(), [])
 
 
-def _build(cls, data: dict[str, Any]):
+def _build(cls: Any, data: dict[str, Any]) -> Any:
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
@@ -306,40 +369,19 @@ def _build(cls, data: dict[str, Any]):
     return cls(**kwargs)
 
 
-def load(path: str | None = None, env: dict[str, str] | None = None,
-         overrides: list[tuple[str, Any]] | None = None) -> Settings:
-    """Merge file, environment and flags; validate; build typed settings."""
+def parse(path: str | None = None, env: dict[str, str] | None = None,
+          overrides: list[tuple[str, Any]] | None = None) -> Settings:
+    """Merge file, environment and flags; check against the schema; build typed settings.
+
+    Schema only, hence not called load: exporter.config.load adds the rules a schema
+    cannot say, and is what the exporter runs.
+    """
     doc = load_document(path, dict(os.environ) if env is None else env, overrides or [])
     validate(doc)
-    settings = _build(Settings, doc)
-    check(settings)
+    return build(doc)
+
+
+def build(doc: dict[str, Any]) -> Settings:
+    """Typed settings from a document that passed :func:`validate`."""
+    settings: Settings = _build(Settings, doc)
     return settings
-
-
-def check(s: Settings) -> None:
-    """Cross-field rules a JSON Schema cannot say plainly."""
-    if s.checkpoint.store == "file" and not s.checkpoint.path:
-        raise ConfigError("checkpoint.path", "the file store needs a path",
-                          "set checkpoint.path (a file on a persistent volume) or checkpoint.store=kubernetes")
-    if s.sinks.kafka.enabled and not s.sinks.kafka.brokers:
-        raise ConfigError("sinks.kafka.brokers", "Kafka is enabled but no brokers are set",
-                          "set sinks.kafka.brokers to host:port[,host:port]")
-    if s.sinks.kafka.enabled:
-        from exporter.sinks.kafka import check_settings
-        check_settings(s.sinks.kafka)
-    if s.sinks.otlp.enabled:
-        from exporter.sinks.otlp import check_settings as check_otlp
-        check_otlp(s.sinks.otlp)
-    if s.records.max_message_bytes > s.records.max_record_bytes:
-        raise ConfigError("records.max_message_bytes", "larger than records.max_record_bytes",
-                          "lower records.max_message_bytes, or raise records.max_record_bytes")
-    if not (s.sinks.stdout.enabled or s.sinks.kafka.enabled or s.sinks.otlp.enabled):
-        raise ConfigError("sinks", "no sink is enabled", "enable sinks.stdout, sinks.kafka or sinks.otlp")
-    if s.leader_election.enabled:
-        from exporter.leader import check_settings as check_leader_election
-        check_leader_election(s.leader_election)
-    from exporter.transforms.filters import FilterError, parse_field_selector
-    try:
-        parse_field_selector(s.filters.field_selector)
-    except FilterError as exc:
-        raise ConfigError("filters.field_selector", str(exc), "use kubectl syntax: type!=Normal,reason=BackOff") from exc

@@ -4,7 +4,9 @@ msgspec decodes only the fields a record needs straight into slotted structs,
 skipping managedFields and everything else without building it: about half
 the CPU of a full orjson.loads of the same line, measured on a realistic
 watch stream (docs/BENCHMARKS.md). Both API shapes share one struct (their
-field names do not collide). This module is the only importer of msgspec.
+field names do not collide). This module is the only importer of msgspec, and
+of orjson: every other module reads and writes JSON through :data:`dumps` and
+:data:`loads` below (the same functions, one boundary to change).
 
 :func:`decode_line` is the one way a watch line (live or replayed) becomes an
 envelope; the rule it applies is written in docs/records.md ("Input"). Odd
@@ -18,12 +20,20 @@ and converts; a line that still cannot be an Event envelope raises
 from __future__ import annotations
 
 from functools import cache
-from typing import Any, Optional
+from typing import Any
 
 import msgspec
 import orjson
 
-Str = Optional[str]
+Str = str | None
+
+#: JSON in and out, for every module (orjson is imported here only): bytes <-> plain values.
+dumps = orjson.dumps
+loads = orjson.loads
+JSONDecodeError = orjson.JSONDecodeError
+JSONEncodeError = orjson.JSONEncodeError
+OPT_APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
+OPT_INDENT_2 = orjson.OPT_INDENT_2
 
 #: Elasticsearch's ``long`` (and Java's, and orjson's signed range): integers outside it are clamped.
 LONG_MIN, LONG_MAX = -(1 << 63), (1 << 63) - 1
@@ -47,7 +57,7 @@ class Meta(msgspec.Struct, gc=False):
     uid: Str = None
     resourceVersion: Str = None
     creationTimestamp: Str = None
-    annotations: Optional[dict[str, Str]] = None
+    annotations: dict[str, Str] | None = None
 
 
 class Source(msgspec.Struct, gc=False):
@@ -56,42 +66,42 @@ class Source(msgspec.Struct, gc=False):
 
 
 class Series(msgspec.Struct, gc=False):
-    count: Optional[int] = None
+    count: int | None = None
     lastObservedTime: Str = None
 
 
 class Details(msgspec.Struct, gc=False):
-    retryAfterSeconds: Optional[int] = None
+    retryAfterSeconds: int | None = None
 
 
 class Event(msgspec.Struct, gc=False):
     """An Event in either shape (events.k8s.io/v1 or core/v1); also a BOOKMARK's or ERROR's object."""
     apiVersion: Str = None
     kind: Str = None
-    metadata: Optional[Meta] = None
+    metadata: Meta | None = None
     type: Str = None
     reason: Str = None
     action: Str = None
     note: Any = None                      # events.k8s.io/v1 (Any: an odd non-string is kept, as text)
     message: Any = None                   # core/v1 (and a Status' message)
-    regarding: Optional[Ref] = None       # events.k8s.io/v1
-    involvedObject: Optional[Ref] = None  # core/v1
-    related: Optional[Ref] = None
-    source: Optional[Source] = None       # core/v1
-    deprecatedSource: Optional[Source] = None
+    regarding: Ref | None = None       # events.k8s.io/v1
+    involvedObject: Ref | None = None  # core/v1
+    related: Ref | None = None
+    source: Source | None = None       # core/v1
+    deprecatedSource: Source | None = None
     firstTimestamp: Str = None
     lastTimestamp: Str = None
     deprecatedFirstTimestamp: Str = None
     deprecatedLastTimestamp: Str = None
     eventTime: Str = None
-    count: Optional[int] = None
-    deprecatedCount: Optional[int] = None
-    series: Optional[Series] = None
+    count: int | None = None
+    deprecatedCount: int | None = None
+    series: Series | None = None
     reportingController: Str = None       # events.k8s.io/v1
     reportingComponent: Str = None        # core/v1 JSON key of the same field
     reportingInstance: Str = None
-    code: Optional[int] = None            # Status (an in-stream ERROR)
-    details: Optional[Details] = None
+    code: int | None = None            # Status (an in-stream ERROR)
+    details: Details | None = None
 
 
 class Envelope(msgspec.Struct, gc=False):
@@ -244,7 +254,7 @@ def salvage(raw: bytes) -> tuple[Envelope, tuple[str, ...]]:
     return Envelope(type=etype, object=ev), tuple(nulled)
 
 
-def free_text(value: Any) -> Optional[str]:
+def free_text(value: Any) -> str | None:
     """A free-form JSON value (message/note that is not a string) as its JSON text; None if not representable.
 
     Not representable: nested deeper than MAX_ANY_DEPTH, or an integer outside the
@@ -276,7 +286,7 @@ def _clean(value: Any, t: Any, path: str, nulled: list[str]) -> Any:
     """``value`` made to fit msgspec type info ``t``: unknown keys dropped, wrong types nulled (path noted)."""
     if value is None:
         return None
-    if isinstance(t, msgspec.inspect.UnionType):  # Optional[X]: X or None
+    if isinstance(t, msgspec.inspect.UnionType):  # X | None: X or None
         t = next(x for x in t.types if not isinstance(x, msgspec.inspect.NoneType))
     if isinstance(t, msgspec.inspect.StrType):
         if type(value) is str:

@@ -30,7 +30,29 @@ as YAML scalars), flags (`--set sinks.kafka.topic=events`, and the shortcuts
 An invalid setting stops the exporter with exit code 2 and a message that names
 the setting and the fix, e.g.
 `configuration error at kubernetes.api: 'v2' is not one of: events.k8s.io/v1, v1 (fix: ...)`.
-`kube-event-exporter --check-config` validates and prints the effective settings.
+`kube-event-exporter --check-config` validates and prints the effective settings
+(secrets masked); it runs the same validation as a start (`exporter/config.py`),
+so a start never refuses what it accepted.
+
+Beyond the types, ranges and names in the schema, loading checks:
+
+- durations (`*_seconds`) are finite, greater than 0 (except `sinks.otlp.batch_timeout_seconds`,
+  where 0 means no wait) and at most a year; backoff initial <= backoff max
+  (`kubernetes.*`, `sinks.kafka.retry_backoff_*`, `sinks.otlp.retry_backoff_*`);
+- `server.listen` is `''` or `[host]:port`, an IPv4 address or host name and a port from 0 to 65535
+  (whether that address is free and belongs to the host is only known where it runs: a start
+  that cannot listen exits 2 too, logging `metrics_listen_failed` with the fix);
+- `kubernetes.field_selector` is read as the apiserver reads it, with the field names it accepts
+  for the configured `kubernetes.api` (`regarding.kind` for events.k8s.io/v1,
+  `involvedObject.kind` for v1); `kubernetes.label_selector` as `kubectl -l`;
+  `filters.field_selector` against the record's fields;
+- `kubernetes.namespaces` holds namespace names (no commas: the `--namespace` flag splits
+  `a,b` into two names, a list in the file must have one name per entry);
+- `sinks.kafka.brokers` is `[proto://]host[:port]` entries with ports 1-65535, and the whole
+  librdkafka configuration (`sinks.kafka.config` plus the sink's own keys and the secrets) is
+  checked by librdkafka itself, without connecting: unknown keys, bad values, conflicts;
+- `sinks.otlp.endpoint` has a host and a valid port; `checkpoint.name` and
+  `leader_election.lease_name` are valid object names; `log.level` is case-insensitive.
 """
 
 
@@ -66,7 +88,8 @@ def render() -> str:
         parts.append(f"\n## `{section}`\n\n| setting | type | default | meaning |\n|---|---|---|---|")
         for (c, name), (typ, default, text) in info.items():
             if c == cls:
-                parts.append(f"| `{section}.{name}` | `{typ.replace(' | ', ' or ')}` | `{default}` | {text.replace('|', '/')} |")
+                typ_text, doc_text = typ.replace(" | ", " or "), text.replace("|", "/")
+                parts.append(f"| `{section}.{name}` | `{typ_text}` | `{default}` | {doc_text} |")
     return "\n".join(parts) + "\n"
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
-import orjson
+from exporter import wire
 
 FORMAT_VERSION = 1
 
@@ -23,18 +23,19 @@ class Store(Protocol):
 
 def encode(positions: dict[str, str]) -> bytes:
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return orjson.dumps({"version": FORMAT_VERSION,
-                         "streams": {k: {"resource_version": v, "saved_at": now} for k, v in sorted(positions.items())}},
-                        option=orjson.OPT_INDENT_2)
+    return wire.dumps({"version": FORMAT_VERSION,
+                       "streams": {k: {"resource_version": v, "saved_at": now}
+                                   for k, v in sorted(positions.items())}},
+                      option=wire.OPT_INDENT_2)
 
 
 def decode(raw: bytes | str, where: str) -> dict[str, str]:
     from exporter.errors import ExporterError
     try:
-        doc: Any = orjson.loads(raw)
+        doc: Any = wire.loads(raw)
         streams = doc["streams"]
         return {k: str(v["resource_version"]) for k, v in streams.items() if v.get("resource_version")}
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+    except (wire.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ExporterError(f"checkpoint at {where} is unreadable ({exc!r}); move it aside to start afresh") from exc
 
 

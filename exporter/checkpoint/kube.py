@@ -8,6 +8,8 @@ fresh object.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from exporter import log
 from exporter.checkpoint import decode, encode
 from exporter.errors import ApiError
@@ -36,10 +38,10 @@ class ConfigMapStore:
         return decode(raw, f"configmap {self.namespace}/{self.name}") if raw else {}
 
     def save(self, positions: dict[str, str]) -> None:
-        body = {"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": self.name, "namespace": self.namespace,
-                             "labels": {"app.kubernetes.io/name": "kube-event-exporter",
-                                        "app.kubernetes.io/component": "checkpoint"}},
+        metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace,
+                                    "labels": {"app.kubernetes.io/name": "kube-event-exporter",
+                                               "app.kubernetes.io/component": "checkpoint"}}
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata,
                 "data": {DATA_KEY: encode(positions).decode()}}
         for _ in range(3):
             try:
@@ -48,7 +50,7 @@ class ConfigMapStore:
                     self._exists = True
                 else:
                     if self._rv:
-                        body["metadata"]["resourceVersion"] = self._rv
+                        metadata["resourceVersion"] = self._rv
                     cm = self.client.request("PUT", self.path, body=body)
                 self._rv = cm["metadata"]["resourceVersion"]
                 return
@@ -62,13 +64,13 @@ class ConfigMapStore:
                     except ApiError as exc2:
                         if exc2.status == 404:
                             self._exists, self._rv = False, None
-                            body["metadata"].pop("resourceVersion", None)
+                            metadata.pop("resourceVersion", None)
                         else:
                             raise
                     continue
                 if exc.status == 404 and self._exists:
                     self._exists, self._rv = False, None
-                    body["metadata"].pop("resourceVersion", None)
+                    metadata.pop("resourceVersion", None)
                     continue
                 raise
         raise ApiError(409, f"configmap {self.namespace}/{self.name} kept changing under us (another writer?)")

@@ -12,13 +12,13 @@ Library errors are mapped onto exporter.errors at this boundary.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, cast
 from urllib.parse import urlencode
 
-import orjson
 import urllib3
 
+from exporter import wire
 from exporter.errors import ApiError, ExporterError, Forbidden, Gone
 
 SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -28,7 +28,7 @@ class Unreachable(ExporterError):
     """No HTTP answer at all (connection refused, DNS, TLS handshake, timeout)."""
 
 
-def _retry_after(headers) -> float | None:
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
     v = headers.get("Retry-After") if headers else None
     try:
         return float(v) if v is not None else None
@@ -36,18 +36,18 @@ def _retry_after(headers) -> float | None:
         return None
 
 
-def error_from(status: int, body: bytes, headers=None) -> ApiError:
+def error_from(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> ApiError:
     """Map an HTTP error answer (a metav1.Status body, usually) to our error tree."""
     message = body[:500].decode("utf-8", "replace")
     retry = _retry_after(headers)
     try:
-        st = orjson.loads(body)
+        st = wire.loads(body)
         if isinstance(st, dict):
             message = st.get("message") or message
             details = st.get("details") or {}
             if retry is None and details.get("retryAfterSeconds"):
                 retry = float(details["retryAfterSeconds"])
-    except orjson.JSONDecodeError:
+    except wire.JSONDecodeError:
         pass
     if status == 410:
         return Gone(status, message, retry)
@@ -94,14 +94,15 @@ class KubeClient:
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         h = {"Accept": "application/json", "User-Agent": "kube-event-exporter"}
         auth = self._cfg.auth_settings().get("BearerToken")
-        if auth and auth.get("value"):
-            h["Authorization"] = auth["value"]
+        token = auth.get("value") if auth else None
+        if token:
+            h["Authorization"] = token
         if content_type:
             h["Content-Type"] = content_type
         return h
 
     def _open(self, method: str, path: str, query: dict[str, Any] | None, body: bytes | None,
-              read_timeout: float | None, content_type: str | None = None):
+              read_timeout: float | None, content_type: str | None = None) -> urllib3.BaseHTTPResponse:
         url = self.host + path
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None and v != ""})
@@ -115,11 +116,11 @@ class KubeClient:
     def request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
                 body: Any = None, timeout: float = 30.0, content_type: str = "application/json") -> dict[str, Any]:
         raw = self.request_raw(method, path, query=query, body=body, timeout=timeout, content_type=content_type)
-        return orjson.loads(raw) if raw else {}
+        return cast(dict[str, Any], wire.loads(raw)) if raw else {}
 
     def request_raw(self, method: str, path: str, *, query: dict[str, Any] | None = None,
                     body: Any = None, timeout: float = 30.0, content_type: str = "application/json") -> bytes:
-        data = orjson.dumps(body) if body is not None and not isinstance(body, bytes) else body
+        data = wire.dumps(body) if body is not None and not isinstance(body, bytes) else body
         resp = self._open(method, path, query, data, timeout, content_type if data is not None else None)
         try:
             raw = resp.read()

@@ -14,6 +14,7 @@ Every line goes through wire.decode_line (the one input rule, shared with
 replay: docs/records.md, "Input") and every envelope to Pipeline.handle in
 stream order. The pipeline owns the initial-state flag and the relist dedup:
 this module only says where an initial state begins and ends.
+docs/design.md describes the watch semantics this follows (resume, 410, bookmarks).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import threading
 from typing import Any
 
 from exporter import log, wire
+from exporter.backoff import Backoff
 from exporter.errors import ApiError, Forbidden, Gone
 from exporter.kube.client import KubeClient, Unreachable
 from exporter.pipeline import Pipeline, Stream
@@ -36,24 +38,6 @@ def events_path(api: str, namespace: str | None) -> str:
 def stream_key(s: KubernetesSettings, namespace: str | None) -> str:
     """One checkpoint per stream: what it watches, and with which server-side selectors."""
     return "|".join((s.api, namespace or "*", s.field_selector, s.label_selector))
-
-
-class Backoff:
-    """Exponential backoff with full jitter, capped; honours a server's Retry-After."""
-
-    def __init__(self, initial: float, cap: float) -> None:
-        self.initial, self.cap, self.attempt = initial, cap, 0
-
-    def next(self, retry_after: float | None = None) -> float:
-        delay = min(self.cap, self.initial * (2 ** self.attempt))
-        self.attempt += 1
-        delay = random.uniform(delay / 2, delay)
-        if retry_after:
-            delay = max(delay, min(retry_after, 300.0))
-        return delay
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class WatchSource:

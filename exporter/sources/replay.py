@@ -1,7 +1,7 @@
 """Replay source: watch envelopes from a file or stdin (a capture, or a pipe from kubectl).
 
 Used to re-process a capture, to debug a filter, and for benchmarks: the same
-pipeline as a live watch, minus the API. The input is one JSON document per
+pipeline as a live watch, minus the API (bench/gen_stream.py writes such input). The input is one JSON document per
 line (the apiserver's watch stream), or pretty-printed documents one after
 another, indented (``kubectl get events -w --output-watch-events -o json``, jq). What is
 accepted, and what is reported and skipped, is the rule of docs/records.md
@@ -24,8 +24,9 @@ import io
 import os
 import re
 import select
+from collections.abc import Callable
 from functools import partial
-from typing import Any, BinaryIO, Callable, Optional
+from typing import Any, BinaryIO
 
 from exporter import log
 from exporter.pipeline import Pipeline, Stream
@@ -141,7 +142,7 @@ class _Replay:
         self.stream = stream
         self.stats = pipeline.stats
 
-    def skip(self, kind: str, detail: str, line: int, last_line: Optional[int] = None) -> None:
+    def skip(self, kind: str, detail: str, line: int, last_line: int | None = None) -> None:
         """Input that cannot be an envelope: counted (kee_decode_errors, kee_errors) and logged with its line."""
         self.stats.decode_errors += 1
         where: dict[str, Any] = {"line": line} if last_line is None or last_line == line else \
@@ -159,7 +160,7 @@ class _Replay:
         else:
             self.pipeline.handle(self.stream, env.type, env.object)
 
-    def decode(self, text: bytes, line: int, last_line: Optional[int] = None) -> None:
+    def decode(self, text: bytes, line: int, last_line: int | None = None) -> None:
         try:
             env, nulled = decode_line(text)
         except BadInput as exc:
@@ -169,7 +170,7 @@ class _Replay:
             self.nulled(nulled, line)
         self.emit(env, line)
 
-    def refused(self, text: bytes, exc: BadInput, line: int) -> Optional[_Document]:
+    def refused(self, text: bytes, exc: BadInput, line: int) -> _Document | None:
         """A line decode_line refused: blank, too long, the start of a pretty-printed document, or bad."""
         if type(text) is _TooLong:
             self.skip("line_too_long", f"a line over {MAX_DOCUMENT_BYTES} bytes", line)
@@ -182,7 +183,7 @@ class _Replay:
             self.skip(exc.kind, exc.detail, line)
         return None
 
-    def more(self, doc: _Document, text: bytes, line: int) -> Optional[_Document]:
+    def more(self, doc: _Document, text: bytes, line: int) -> _Document | None:
         """One more line of a multi-line document; None once it is complete (or given up)."""
         if text[:1] == b"{":
             # Inside an indented document no line starts at column 0 with "{": a document that
@@ -230,7 +231,7 @@ def run(pipeline: Pipeline, src: BinaryIO, *, stream_key: str = "replay") -> int
     limit = MAX_DOCUMENT_BYTES + 1  # a line this long without its newline is over the bound
     readline = reader.readline
     lineno = 0
-    doc: Optional[_Document] = None
+    doc: _Document | None = None
     for line in iter(partial(readline, limit), b""):
         lineno += 1
         if not lineno & 255:

@@ -6,7 +6,7 @@ A filtered record is not lost: its position still advances the checkpoint
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 Record = dict[str, Any]
@@ -74,9 +74,16 @@ def parse_field_selector(expr: str) -> list[tuple[str, bool, str]]:
     return out
 
 
-def build(*, types: list[str] = (), reasons: list[str] = (), exclude_reasons: list[str] = (),
-          namespaces: list[str] = (), exclude_namespaces: list[str] = (), kinds: list[str] = (),
-          names: list[str] = (), field_selector: str = "") -> Predicate | None:
+def _compare(get: Callable[[Record], Any], value: str, equal: bool) -> Predicate:
+    """kubectl semantics: a missing field compares as the empty string."""
+    if equal:
+        return lambda r: (get(r) or "") == value
+    return lambda r: (get(r) or "") != value
+
+
+def build(*, types: Sequence[str] = (), reasons: Sequence[str] = (), exclude_reasons: Sequence[str] = (),
+          namespaces: Sequence[str] = (), exclude_namespaces: Sequence[str] = (), kinds: Sequence[str] = (),
+          names: Sequence[str] = (), field_selector: str = "") -> Predicate | None:
     """One predicate for all configured rules (all must hold), or None when none is set."""
     checks: list[Predicate] = []
     if types:
@@ -105,10 +112,7 @@ def build(*, types: list[str] = (), reasons: list[str] = (), exclude_reasons: li
     for field, equal, value in parse_field_selector(field_selector):
         get = FIELDS[field]
         # kubectl semantics: a missing field compares as the empty string.
-        if equal:
-            checks.append(lambda r, g=get, v=value: (g(r) or "") == v)
-        else:
-            checks.append(lambda r, g=get, v=value: (g(r) or "") != v)
+        checks.append(_compare(get, value, equal))
     if not checks:
         return None
     if len(checks) == 1:

@@ -13,8 +13,8 @@ to its own file.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .paths import binary, new_workdir
 from .proc import ComponentError, ManagedProcess, free_port, port_open, wait_until
@@ -117,7 +117,7 @@ class Collector:
 
     @classmethod
     def k8s_events(cls, control_plane, namespaces: list[str] | None = None, workdir: Path | None = None,
-                   kubeconfig: Path | str | None = None) -> "Collector":
+                   kubeconfig: Path | str | None = None) -> Collector:
         """A collector whose only receiver is contrib's k8s_events, watching `control_plane`
         (admin kubeconfig unless `kubeconfig` is given), writing to its output_path."""
         recv = {"k8s_events": {"auth_type": "kubeConfig", "namespaces": list(namespaces or [])}}
@@ -126,7 +126,7 @@ class Collector:
 
     @classmethod
     def k8s_objects(cls, control_plane, namespaces: list[str] | None = None, workdir: Path | None = None,
-                    kubeconfig: Path | str | None = None, group: str = "") -> "Collector":
+                    kubeconfig: Path | str | None = None, group: str = "") -> Collector:
         """A collector whose only receiver is contrib's k8sobjects, WATCHing Events (core v1, or
         group="events.k8s.io"); each log record's body is the watch event {type, object}."""
         obj = {"name": "events", "mode": "watch"}
@@ -139,7 +139,7 @@ class Collector:
                    env={"KUBECONFIG": str(kubeconfig or control_plane.kubeconfig)})
 
     # -- lifecycle -----------------------------------------------------------------
-    def start(self, timeout: float = 60) -> "Collector":
+    def start(self, timeout: float = 60) -> Collector:
         self._log_offset = self.process.log_path.stat().st_size if self.process.log_path.exists() else 0
         self.process.start()
         wait_until(self._ready, timeout, f"{self.name} ready", proc=self.process, interval=0.1)

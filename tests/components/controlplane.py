@@ -20,8 +20,8 @@ import ssl
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .paths import binary, kwok_stages, new_workdir
 from .proc import ComponentError, ManagedProcess, free_port, run, wait_until
@@ -171,11 +171,11 @@ class ControlPlane:
                 f"--server-address=127.0.0.1:{self.ports['kwok']}"]
 
     # -- lifecycle -----------------------------------------------------------------
-    def start(self) -> "ControlPlane":
+    def start(self) -> ControlPlane:
         """Start every component and wait until each is ready."""
         self.start_etcd()
         self.start_apiserver()
-        for mp, port in ((self.controller_manager, self.ports["kcm"]), (self.scheduler, self.ports["scheduler"])):
+        for mp, _port in ((self.controller_manager, self.ports["kcm"]), (self.scheduler, self.ports["scheduler"])):
             if mp is not None:
                 mp.start()
         for mp, port in ((self.controller_manager, self.ports["kcm"]), (self.scheduler, self.ports["scheduler"])):
@@ -349,7 +349,8 @@ class ControlPlane:
         names = [f"{prefix}-{i}" for i in range(n)]
         res = {"cpu": cpu, "memory": memory, "pods": pods}
         items = [{"apiVersion": "v1", "kind": "Node",
-                  "metadata": {"name": nm, "annotations": {KWOK_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                  "metadata": {"name": nm,
+                               "annotations": {KWOK_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
                                "labels": {"type": "kwok", "kubernetes.io/hostname": nm, "kubernetes.io/os": "linux",
                                           "kubernetes.io/arch": "amd64", **(labels or {})}},
                   "spec": {},

@@ -172,7 +172,7 @@ class KafkaBroker:
              "--ignore-formatted", "--add-scram", f"SCRAM-SHA-512={scram}", "--add-scram", f"SCRAM-SHA-256={scram}"])
 
     # -- lifecycle -----------------------------------------------------------------
-    def start(self, timeout: float = 90) -> "KafkaBroker":
+    def start(self, timeout: float = 90) -> KafkaBroker:
         """Format the data dir on first start, start the broker, wait until metadata answers."""
         self._format()
         self.process.start()

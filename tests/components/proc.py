@@ -10,6 +10,7 @@ not when pytest is interrupted, not even when pytest itself is SIGKILLed
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import os
 import signal
@@ -18,11 +19,11 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 # Every ManagedProcess that is currently running, for the failure hook and atexit.
-RUNNING: "dict[int, ManagedProcess]" = {}
+RUNNING: dict[int, ManagedProcess] = {}
 _LOCK = threading.Lock()
 _HANDED_OUT: set[int] = set()
 
@@ -66,7 +67,7 @@ def tail(path: Path | str, lines: int = 40) -> str:
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str,
-               interval: float = 0.1, proc: "ManagedProcess | None" = None):
+               interval: float = 0.1, proc: ManagedProcess | None = None):
     """Poll `predicate` until it returns a truthy value; fail with `what` and the log tail."""
     deadline = time.monotonic() + timeout
     last_exc: BaseException | None = None
@@ -127,7 +128,7 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self) -> "ManagedProcess":
+    def start(self) -> ManagedProcess:
         if self.alive():
             return self
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,10 +184,8 @@ class ManagedProcess:
 
 
 def _signal_group(p: subprocess.Popen, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(p.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run(argv: Iterable, *, check: bool = True, timeout: float = 120, input: str | bytes | None = None,

@@ -1,6 +1,8 @@
 """deploy/kustomize on the REAL apiserver, and leader election between real exporter processes.
 
-- every overlay builds with `kubectl kustomize`, applies with --dry-run=server, then for real;
+- every overlay builds with `kubectl kustomize`, applies with --dry-run=server, then for real,
+  NetworkPolicies included: the apiserver stores them selecting the exporter's pods, admitting
+  only the metrics port and reaching only DNS, the apiserver and the overlay's sink;
 - the base, used as a remote base (a kustomization elsewhere with its own namespace and
   namePrefix), grants its ServiceAccount exactly: read Events cluster-wide, its Lease and
   its checkpoint ConfigMap in its own namespace; `kubectl auth can-i` proves the denials;
@@ -32,6 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 KUSTOMIZE = ROOT / "deploy" / "kustomize"
 BASE = KUSTOMIZE / "base"
 OVERLAYS = ["stdout", "kafka", "otlp", "ha", "namespaced"]
+#: egress ports each overlay's NetworkPolicies open beyond the base's (DNS, the apiserver)
+BASE_EGRESS = {(53, "UDP"), (53, "TCP"), (443, "TCP"), (6443, "TCP")}
+SINK_EGRESS = {"kafka": {(9092, "TCP"), (9093, "TCP")}, "otlp": {(4317, "TCP"), (4318, "TCP")}}
 SA = "kube-event-exporter"
 LEASE_NAME = "kube-event-exporter"
 CHECKPOINT_NAME = "kube-event-exporter-checkpoint"
@@ -124,6 +129,7 @@ def test_every_overlay_builds_and_applies_server_side_then_for_real(control_plan
         built = cp.kubectl("kustomize", str(path)).stdout
         kinds = collections.Counter(d.split("\n", 1)[0] for d in built.split("\nkind: ")[1:])
         assert kinds["Deployment"] == 1 and kinds["ServiceAccount"] == 1, (overlay, kinds)
+        assert kinds["NetworkPolicy"] == (2 if overlay in SINK_EGRESS else 1), (overlay, kinds)
         assert ("ClusterRole" in kinds) == (overlay != "namespaced"), (overlay, kinds)
         dry = cp.kubectl("apply", "-k", str(path), "--dry-run=server")
         assert "violate PodSecurity" not in dry.stderr, dry.stderr
@@ -136,12 +142,34 @@ def test_every_overlay_builds_and_applies_server_side_then_for_real(control_plan
         assert c["image"] == "ghcr.io/example/kube-event-exporter:0.1.0"
         cm = next(e for e in c["env"] if e["name"] == "KEE_CONFIG")
         assert cm["value"] == "/etc/kube-event-exporter/config.yaml"
+        check_network_policies(cp, overlay, dep)
     # the ha overlay's config turned leader election on (the last generated ConfigMap wins)
     cp.kubectl("apply", "-k", str(KUSTOMIZE / "overlays" / "ha"))
     dep = cp.kubectl_json("get", "deployment", "kube-event-exporter", "-n", "kube-event-exporter")
     cm_name = next(v["configMap"]["name"] for v in dep["spec"]["template"]["spec"]["volumes"] if "configMap" in v)
     cfg = cp.kubectl_json("get", "configmap", cm_name, "-n", "kube-event-exporter")["data"]["config.yaml"]
     assert "enabled: true" in cfg.split("leader_election:")[1].split("\n")[1]
+
+
+def check_network_policies(cp, overlay: str, dep: dict) -> None:
+    """The overlay's NetworkPolicies as the apiserver stored them: they select the exporter's
+    pods, admit only the metrics port, and reach only DNS, the apiserver and this overlay's sink."""
+    names = ["kube-event-exporter"] + ([f"kube-event-exporter-{overlay}"] if overlay in SINK_EGRESS else [])
+    pods = dep["spec"]["template"]["metadata"]["labels"]
+    metrics_port = dep["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    ingress, egress = [], []
+    for name in names:
+        np = cp.kubectl_json("get", "networkpolicy", name, "-n", "kube-event-exporter")["spec"]
+        labels = np["podSelector"]["matchLabels"]
+        assert labels.items() <= pods.items() and labels == dep["spec"]["selector"]["matchLabels"], (name, np)
+        assert "Egress" in np["policyTypes"]
+        ingress += np.get("ingress", [])
+        egress += np["egress"]
+    assert all(r.get("ports") and not r.get("from") for r in ingress)
+    assert {(p["port"], p["protocol"]) for r in ingress for p in r["ports"]} == {(metrics_port, "TCP")}
+    assert all(r.get("ports") for r in egress), "an egress rule without ports opens every port"
+    allowed = BASE_EGRESS | SINK_EGRESS.get(overlay, set())
+    assert {(p["port"], p["protocol"]) for r in egress for p in r["ports"]} == allowed
 
 
 def test_service_account_can_watch_events_and_nothing_else(control_plane, namespace, tmp_path):

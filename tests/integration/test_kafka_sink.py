@@ -35,7 +35,8 @@ from tests.support.exporter_proc import Exporter
 pytestmark = pytest.mark.real
 
 REPO = Path(__file__).resolve().parents[2]
-from tests.support.shared import GEN_STREAM as GEN  # noqa: E402
+from tests.support.streams import GEN_STREAM as GEN  # noqa: E402
+
 RECORD_SCHEMA = REPO / "schemas" / "record.v1.schema.json"
 
 
@@ -232,8 +233,8 @@ def test_broker_outage_holds_records_bounded_and_delivers_all_after(kafka_broker
         assert not feed_done.is_set(), "the watch should be held back (backpressure)"
         assert pipe.seq > seq_before + 250                    # records were accepted up to the bound
         assert peak_records <= cfg.max_in_flight_records and peak_bytes <= cfg.max_in_flight_bytes
-        assert metric(kafka, "kee_kafka_backpressure_seconds") > 1
-        assert metric(kafka, "kee_kafka_retried") > 0          # delivery timed out (4 s) and was re-produced
+        assert metric(kafka, "kee_sink_backpressure_seconds") > 1
+        assert metric(kafka, "kee_sink_retries") > 0          # delivery timed out (4 s) and was re-produced
     finally:
         kafka_broker.start()
     try:
@@ -252,7 +253,7 @@ def test_broker_outage_holds_records_bounded_and_delivers_all_after(kafka_broker
     assert expected <= set(ids), f"{len(expected - set(ids))} records lost"
     # at-least-once: a re-produced record may arrive twice; say how often it did
     print(f"outage: {total} records, {len(ids)} consumed, {len(ids) - len(set(ids))} duplicates, "
-          f"retried={metric(kafka, 'kee_kafka_retried')}, peak in flight {peak_records} records / {peak_bytes} B")
+          f"retried={metric(kafka, 'kee_sink_retries')}, peak in flight {peak_records} records / {peak_bytes} B")
 
 
 # --- SASL SCRAM ------------------------------------------------------------------------------
@@ -297,12 +298,12 @@ def test_sasl_wrong_password_is_a_clear_error_and_loses_nothing(kafka_broker, tm
         time.sleep(1)
         assert sink.acked() == 0                                   # nothing acknowledged: checkpoint stays
         assert sink.condition.kind == "authentication"
-        assert metric(sink, "kee_kafka_fatal", condition="authentication") == 1
+        assert metric(sink, "kee_sink_condition", condition="authentication") == 1
         assert stats.errors[("kafka", "authentication")] >= 1
         with pytest.raises(SinkFatal) as e:
             sink.close(2)
         assert sink.acked() == 0
-    loud = [x for x in logs if x["event"] == "kafka_fatal_condition"]
+    loud = [x for x in logs if x["event"] == "sink_condition"]
     assert loud and loud[0]["log_level"] == "error"
     assert "sasl.password" in loud[0]["setting"] and "sasl.username" in loud[0]["setting"]
     assert "sasl.password" in str(e.value)
@@ -332,8 +333,8 @@ def test_sasl_wrong_password_cli_reports_a_clear_error(kafka_broker, tmp_path):
                env={"KEE_TEST_KAFKA_PASSWORD": "wrong-wrong-wrong"}, timeout=90)
     err = p.stderr.decode()
     assert p.returncode == 1, err[-2000:]              # records were not delivered: the replay failed
-    assert "kafka_fatal_condition" in err and "sasl.password" in err
-    assert "kafka_undelivered_at_close" in err
+    assert "sink_condition" in err and "sasl.password" in err
+    assert "sink_undelivered_at_close" in err
     assert "wrong-wrong-wrong" not in err
     assert kafka_broker.consume(topic, timeout=5, idle=2) == []
 
@@ -353,9 +354,9 @@ def test_unknown_topic_is_a_clear_error_then_resumes_when_created(kafka_broker):
                 sink.send(i, line, rec)
             wait_for(lambda: sink.condition is not None, 30, "the unknown topic to be reported")
         assert sink.condition.kind == "unknown_topic"
-        loud = [x for x in logs if x["event"] == "kafka_fatal_condition"]
+        loud = [x for x in logs if x["event"] == "sink_condition"]
         assert loud[0]["setting"] == "sinks.kafka.topic"
-        assert metric(sink, "kee_kafka_fatal", condition="unknown_topic") == 1
+        assert metric(sink, "kee_sink_condition", condition="unknown_topic") == 1
         assert sink.acked() == 0
         kafka_broker.create_topic(topic)
         wait_for(lambda: sink.acked() == 10, 60, "delivery once the topic exists")
@@ -380,7 +381,7 @@ def test_compacted_topic_refuses_null_keys_clear_error_then_key_fixes_it(kafka_b
             sink.send(i, line, rec)
         wait_for(lambda: sink.condition is not None, 30, "the refusal to be reported")
     assert sink.condition.kind == "invalid_record"
-    assert [x for x in logs if x["event"] == "kafka_fatal_condition"][0]["setting"] == "sinks.kafka.key"
+    assert [x for x in logs if x["event"] == "sink_condition"][0]["setting"] == "sinks.kafka.key"
     assert sink.acked() == 0
     with pytest.raises(SinkFatal):
         sink.close(1)
@@ -408,9 +409,11 @@ def test_live_exporter_killed_while_broker_down_delivers_everything_after_restar
         exp = Exporter(["run", "--kubeconfig", str(cp.kubeconfig), "--namespace", namespace, "--listen", "127.0.0.1:0",
                         "--checkpoint-file", str(ckpt), "--set", "checkpoint.interval_seconds=0.5",
                         "--set", "kubernetes.backoff_max_seconds=2",
-                        "--set", "sinks.kafka.enabled=true", "--set", f"sinks.kafka.brokers={kafka_broker.bootstrap_servers}",
+                        "--set", "sinks.kafka.enabled=true",
+                        "--set", f"sinks.kafka.brokers={kafka_broker.bootstrap_servers}",
                         "--set", f"sinks.kafka.topic={topic}", "--set", "sinks.kafka.linger_ms=5",
-                        "--set", "sinks.kafka.delivery_timeout_ms=3000", "--set", "sinks.kafka.retry_backoff_max_ms=1000"],
+                        "--set", "sinks.kafka.delivery_timeout_ms=3000",
+                        "--set", "sinks.kafka.retry_backoff_max_ms=1000"],
                        tmp_path / f"run{n}.log")
         exp.wait_log("stream_resuming" if n else "stream_starting", timeout=60)
         return exp
@@ -450,3 +453,45 @@ def test_live_exporter_killed_while_broker_down_delivers_everything_after_restar
         assert exp.terminate() == 0
     finally:
         exp.stop()
+
+
+# --- a record the broker refuses as too large -------------------------------------------------------
+
+def test_record_too_large_for_the_topic_is_held_named_and_never_acknowledged(kafka_broker):
+    """A topic with max.message.bytes below a record (a 1 MiB field would do the same against the defaults): the
+    broker refuses it. It is held and retried (never dropped, never acknowledged), the log names the record's id
+    and a fix that can work, a metric counts it; the records around it are delivered; the checkpoint (the
+    pipeline's committed resourceVersion) stays before it."""
+    from exporter import wire
+    topic = kafka_broker.create_topic(topic_name("small"), config={"max.message.bytes": "4096"})
+    stats = Stats()
+    sink = KafkaSink(KafkaSettings(enabled=True, brokers=kafka_broker.bootstrap_servers, topic=topic,
+                                   compression="none",  # the broker's limit applies to the (compressed) batch
+                                   retry_backoff_initial_ms=200, retry_backoff_max_ms=500), stats=stats)
+    p = Pipeline([sink], stats=stats, live=False)
+    s = p.stream("k", "100")
+    huge = os.urandom(10_000).hex()  # 20,000 characters
+
+    def ev(rv: int, reason: str) -> wire.Event:
+        return wire.event({"apiVersion": "v1", "kind": "Event", "type": "Warning", "reason": reason,
+                           "metadata": {"uid": f"u{rv}", "resourceVersion": str(rv), "namespace": "ns"}})
+    with capture_logs() as logs:
+        p.handle(s, "ADDED", ev(101, "Small"))
+        p.handle(s, "ADDED", ev(102, huge))          # a huge field: over the topic's 4 KiB
+        p.handle(s, "ADDED", ev(103, "Small"))
+        wait_for(lambda: sink.condition is not None and stats.errors.get(("kafka", "message_too_large"), 0) >= 2,
+                 30, "the refusal to be reported and retried")
+        wait_for(lambda: p.commit() == {"k": "101"} and sink.in_flight()[0] == 1, 30,
+                 "the records before and after it to be confirmed (refused with it while batched together)")
+    assert sink.condition.kind == "message_too_large"
+    loud = [x for x in logs if x["event"] == "sink_condition"]
+    assert loud[0]["record_id"] == "u102:102" and loud[0]["record_bytes"] > 20_000
+    assert "max.message.bytes" in loud[0]["fix"] and "records.max_record_bytes" in loud[0]["fix"]
+    assert "max_message_bytes" not in loud[0]["fix"]   # the old hint (the message field only) could not help
+    assert metric(sink, "kee_sink_condition", condition="message_too_large") == 1
+    assert p.commit() == {"k": "101"}                   # 103 was delivered, but the checkpoint waits for 102
+    with pytest.raises(SinkFatal):
+        sink.close(1)
+    assert p.commit() == {"k": "101"}
+    got = kafka_broker.consume(topic, timeout=10, idle=2)
+    assert sorted(orjson.loads(r.value)["reason"] for r in got) == ["Small", "Small"]

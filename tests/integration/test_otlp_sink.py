@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from exporter.errors import SinkFatal
 from exporter.metrics import Stats
@@ -40,7 +41,7 @@ from tests.components import Collector
 pytestmark = pytest.mark.real
 
 ROOT = Path(__file__).resolve().parents[2]
-from tests.support.shared import GEN_STREAM as GEN  # noqa: E402 - fails loudly when shared/bench is missing
+from tests.support.streams import GEN_STREAM as GEN  # noqa: E402
 
 
 def sample_records(cluster: str, n: int) -> list[dict]:
@@ -123,7 +124,7 @@ def test_records_arrive_with_mapped_fields(otel_collector, protocol, compression
     assert series["severity_number"] == 9 and series["attributes"]["k8s.event.count"] == 4
     assert series["time_unix_nano"] == 1795922700654321000  # 2026-11-29T03:25:00.654321Z
     assert got[f"{cluster}-5"]["severity_number"] == 21  # "critical", case-insensitive
-    assert sink.exports >= 3 and sink.retries == 0
+    assert sink.requests >= 3 and sink.delivery.retries == 0
 
 
 def test_collector_down_then_up_every_record_arrives_and_watermark_waits(otel_collector):
@@ -144,7 +145,7 @@ def test_collector_down_then_up_every_record_arrives_and_watermark_waits(otel_co
         time.sleep(4)
         assert sink.acked() == 0, "nothing may be confirmed while the Collector is down"
         assert 100 <= len(sent) <= 121, f"send() should block at the in-flight bound, sent {len(sent)}"
-        assert sink.retries >= 2 and sink.failures
+        assert sink.delivery.retries >= 2 and sink.failures
     finally:
         col.start()
     t.join(60)
@@ -153,15 +154,16 @@ def test_collector_down_then_up_every_record_arrives_and_watermark_waits(otel_co
     while sink.acked() < len(records) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sink.acked() == len(records)
+    metrics_before_close = {n: v for n, _, _, lbl, v in sink.metrics()}
     sink.close(10)
     logs = col.wait_for_logs(lambda logs: len({r["attributes"]["k8s.event.uid"]
                                                for r in mine(logs, cluster)}) >= len(records), 30)
     uids = collections.Counter(r["attributes"]["k8s.event.uid"] for r in mine(logs, cluster))
     assert set(uids) == {r["event"]["uid"] for r in records}
-    assert sink.blocked >= 1
+    assert metrics_before_close["kee_sink_backpressure_seconds"] > 0
     metrics = {(n, tuple(lbl.items())): v for n, _, _, lbl, v in sink.metrics()}
     assert metrics[("kee_records_emitted", (("sink", "otlp"),))] == len(records)
-    assert metrics[("kee_otlp_in_flight_records", ())] == 0
+    assert metrics[("kee_sink_in_flight_records", (("sink", "otlp"),))] == 0
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
@@ -211,23 +213,39 @@ def test_tls_with_client_certificate(tmp_path, protocol):
             shutil.rmtree(col.dir, ignore_errors=True)
 
 
-def test_wrong_http_path_becomes_fatal_after_a_while(otel_collector, monkeypatch):
-    """The real receiver answers 404 to a wrong URL path: retried, then reported fatal (a person must fix it)."""
-    from exporter.sinks import otlp
-    monkeypatch.setattr(otlp, "FATAL_AFTER_SECONDS", 1.0)
-    cluster = f"fatal-{uuid.uuid4().hex[:8]}"
-    sink = OtlpSink(OtlpSettings(enabled=True, protocol="http/protobuf", endpoint=otel_collector.http_endpoint
-                                 + "/wrong/v1/logs", timeout_seconds=1, retry_backoff_initial_seconds=0.1,
-                                 retry_backoff_max_seconds=0.2), cluster=cluster, stats=Stats(), env={})
-    sink.send(1, b"", sample_records(cluster, 1)[0])
-    sink.flush()
-    deadline = time.monotonic() + 15
-    while sink.fatal is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert sink.fatal is not None and sink.fatal.setting == "sinks.otlp.endpoint"
-    assert sink._fb.last_code == "404" and sink.acked() == 0
-    with pytest.raises(SinkFatal):
-        sink.close(0.5)
+def test_wrong_http_path_is_a_loud_condition_and_the_checkpoint_waits(otel_collector):
+    """The real receiver answers 404 to a wrong URL path: a condition only a person can fix. Logged at error level
+    naming sinks.otlp.endpoint (the credentials in the URL never printed), metric 1, the record held and retried,
+    never acknowledged: the pipeline's committed resourceVersion does not move; close reports it (exit 1)."""
+    from exporter import wire
+    from exporter.pipeline import Pipeline
+    cluster = f"cond-{uuid.uuid4().hex[:8]}"
+    base = otel_collector.http_endpoint.replace("http://", "http://kee:pw-s3cret@")
+    stats = Stats()
+    with capture_logs() as logs:
+        sink = OtlpSink(OtlpSettings(enabled=True, protocol="http/protobuf", endpoint=base + "/wrong/v1/logs",
+                                     timeout_seconds=1, retry_backoff_initial_seconds=0.1,
+                                     retry_backoff_max_seconds=0.2, headers={"x-api-key": "hdr-s3cret"}),
+                        cluster=cluster, stats=stats, env={})
+        p = Pipeline([sink], stats=stats, live=False)
+        s = p.stream("k", "10")
+        p.handle(s, "ADDED", wire.event({"apiVersion": "v1", "kind": "Event", "reason": "R",
+                                         "metadata": {"uid": "u", "resourceVersion": "11"}}))
+        p.flush()
+        deadline = time.monotonic() + 15
+        while stats.errors.get(("otlp", "endpoint"), 0) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sink.condition is not None and sink.condition.kind == "endpoint"
+        assert sink.fatal is None and sink.acked() == 0 and p.commit() == {"k": "10"}
+        m = {(n, tuple(lbl.items())): v for n, _, _, lbl, v in sink.metrics()}
+        assert m[("kee_sink_condition", (("sink", "otlp"), ("condition", "endpoint")))] == 1
+        with pytest.raises(SinkFatal):
+            sink.close(0.5)
+    loud = [x for x in logs if x["event"] == "sink_condition"]
+    assert len(loud) == 1 and loud[0]["setting"] == "sinks.otlp.endpoint" and "404" in loud[0]["error"]
+    assert any(x["event"] == "sink_undelivered_at_close" for x in logs)
+    assert "s3cret" not in repr(logs)
+    assert p.commit() == {"k": "10"}
 
 
 def _gen(tmp_path: Path, n: int) -> tuple[Path, set[tuple[str, str]]]:
@@ -264,7 +282,7 @@ def test_cli_replay_collector_down_then_up(otel_collector, tmp_path):
         col.start()
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()[-3000:]
-    assert b"otlp_export_failed" in err and b"otlp_close_undelivered" not in err
+    assert b"sink_delivery_failed_retrying" in err and b"sink_undelivered_at_close" not in err
     logs = col.wait_for_logs(lambda logs: len(mine(logs, cluster)) >= len(want), 30)
     got = {(r["attributes"]["k8s.event.uid"], r["resource"]["k8s.object.resource_version"]) for r in
            mine(logs, cluster)}

@@ -5,12 +5,12 @@ import json
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def now(micro: bool = False) -> str:
     fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ"
-    return datetime.now(timezone.utc).strftime(fmt)
+    return datetime.now(UTC).strftime(fmt)
 
 
 def core_event(ns: str, name: str | None = None, *, reason: str = "KeeTest", message: str = "core event",
@@ -38,7 +38,7 @@ def create(cp, body: dict) -> dict:
     ns = body["metadata"]["namespace"]
     path = (f"/api/v1/namespaces/{ns}/events" if body["apiVersion"] == "v1"
             else f"/apis/events.k8s.io/v1/namespaces/{ns}/events")
-    for attempt in range(150):  # ~30 s: an apiserver restart takes ~7 s
+    for _attempt in range(150):  # ~30 s: an apiserver restart takes ~7 s
         try:
             status, raw = cp.request("POST", path, body)
         except OSError:  # connection refused/reset while the apiserver restarts (URLError is an OSError)

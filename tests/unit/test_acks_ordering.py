@@ -1,6 +1,5 @@
 """The checkpoint never passes an unconfirmed record, whatever order confirmations arrive in."""
-from exporter.acks import Ledger, rv_key, rv_newer
-from exporter.sinks.base import OrderedAcks
+from exporter.acks import Ledger, OrderedAcks, rv_key, rv_newer
 
 
 def test_rv_order_is_length_then_lexicographic():

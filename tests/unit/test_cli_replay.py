@@ -7,7 +7,7 @@ from pathlib import Path
 import jsonschema
 import orjson
 
-from tests.support.shared import GEN_STREAM
+from tests.support.streams import GEN_STREAM
 
 ROOT = Path(__file__).parents[2]
 GEN = GEN_STREAM
@@ -57,7 +57,8 @@ def test_field_selector_filters_records(tmp_path):
 
 
 def test_garbage_lines_are_counted_and_skipped_not_fatal():
-    good = b'{"type":"ADDED","object":{"apiVersion":"v1","kind":"Event","metadata":{"uid":"u","resourceVersion":"1"},"reason":"X"}}\n'
+    good = (b'{"type":"ADDED","object":{"apiVersion":"v1","kind":"Event",'
+            b'"metadata":{"uid":"u","resourceVersion":"1"},"reason":"X"}}\n')
     p = cli("replay", "-", stdin=b"not json\n[1,2]\n" + good + b'{"type":"ADDED"}\n')
     assert p.returncode == 4  # skipped input says so in the exit code (docs/records.md, "Input")
     assert len(p.stdout.splitlines()) == 1

@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from exporter import settings
+from exporter import config, settings
 from exporter.errors import ConfigError
 from exporter.settings import KafkaSettings
 from exporter.sinks.kafka import Redactor, check_settings, flat, is_secret_key, producer_config
@@ -13,9 +13,9 @@ def kafka(**kw) -> KafkaSettings:
     return KafkaSettings(enabled=True, brokers="127.0.0.1:9092", **kw)
 
 
-def load(*overrides, env=None):
-    return settings.load(None, env or {}, [("sinks.kafka.enabled", True), ("sinks.kafka.brokers", "b:9092"),
-                                           *overrides])
+def load(*overrides, env=None, check=True):
+    base = [("sinks.kafka.enabled", True), ("sinks.kafka.brokers", "b:9092")]
+    return (config.load if check else settings.parse)(None, env or {}, [*base, *overrides])
 
 
 def test_defaults_give_an_idempotent_acks_all_producer():
@@ -41,7 +41,7 @@ def test_acks_and_idempotence(acks, expected, idem):
 def test_passthrough_config_and_nested_keys_from_flags():
     s = load(("sinks.kafka.config.security.protocol", "SASL_PLAINTEXT"),
              ("sinks.kafka.config.sasl.mechanism", "SCRAM-SHA-512"),
-             ("sinks.kafka.config.enable.idempotence", False))
+             ("sinks.kafka.config.enable.idempotence", False), check=False)
     conf, _ = producer_config(s.sinks.kafka)
     assert conf["security.protocol"] == "SASL_PLAINTEXT"
     assert conf["sasl.mechanism"] == "SCRAM-SHA-512"
@@ -84,7 +84,7 @@ def test_secrets_from_env_and_files(tmp_path, monkeypatch):
     f = tmp_path / "ssl-key-password"
     f.write_text("file-secret\n")
     s = load(("sinks.kafka.secrets_from_env.sasl.password", "KAFKA_PASSWORD"),
-             ("sinks.kafka.secrets_from_files", {"ssl.key.password": str(f)}))
+             ("sinks.kafka.secrets_from_files", {"ssl.key.password": str(f)}), check=False)
     conf, redact = producer_config(s.sinks.kafka, {"KAFKA_PASSWORD": "env-secret"})
     assert conf["sasl.password"] == "env-secret"
     assert conf["ssl.key.password"] == "file-secret"  # trailing newline of the mounted file stripped
@@ -146,3 +146,49 @@ def test_every_field_is_in_the_schema():
     schema = json.loads((settings.SCHEMA_DIR / "config.schema.json").read_text())
     props = schema["properties"]["sinks"]["properties"]["kafka"]["properties"]
     assert set(props) == {f.name for f in dataclasses.fields(KafkaSettings)}
+
+
+# --- check(): librdkafka itself parses the configuration, without connecting (--check-config) ---------
+
+def _listener():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(5)
+    s.settimeout(1.0)
+    return s
+
+
+def test_check_accepts_a_valid_configuration_without_connecting():
+    from exporter.sinks.kafka import check
+    s = _listener()
+    try:
+        cfg = KafkaSettings(enabled=True, brokers=f"127.0.0.1:{s.getsockname()[1]}",
+                            config={"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512",
+                                    "sasl.username": "kee"}, secrets_from_env={"sasl.password": "PW"})
+        assert check(cfg, env={"PW": "pw"}) == []
+        with pytest.raises(OSError):  # socket.timeout: nobody connected to the "broker"
+            s.accept()
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("config,field,words", [
+    ({"sasl.pasword": "x"}, "sinks.kafka.config.sasl.pasword", "No such configuration property"),
+    ({"queue.buffering.max.messages": "many"}, "sinks.kafka.config.queue.buffering.max.messages", "Invalid value"),
+    ({"security.protocol": "SASL_SSL", "sasl.mechanism": "GSSAPI"}, "sinks.kafka.config", "GSSAPI"),
+])
+def test_check_reports_what_librdkafka_refuses_naming_the_property(config, field, words):
+    from exporter.sinks.kafka import check
+    problems = check(KafkaSettings(enabled=True, brokers="127.0.0.1:1", config=config))
+    assert len(problems) == 1
+    assert problems[0].field == field and words in str(problems[0]) and problems[0].fix
+
+
+def test_check_reports_the_sinks_own_rules_and_never_prints_a_secret():
+    from exporter.sinks.kafka import check
+    [p] = check(KafkaSettings(enabled=True, brokers="b:1", secrets_from_env={"sasl.password": "NOPE"}), env={})
+    assert p.field == "sinks.kafka.secrets_from_env.sasl.password"
+    [p] = check(KafkaSettings(enabled=True, brokers="b:1", config={"sasl.password": "s3cr3t-value",
+                                                                   "queue.buffering.max.kbytes": "s3cr3t-value"}))
+    assert "s3cr3t-value" not in str(p)

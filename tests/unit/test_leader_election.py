@@ -45,7 +45,7 @@ class Replica:
         self.lost_at = time.monotonic()
         self.lost_thread = threading.current_thread().name
 
-    def start(self) -> "Replica":
+    def start(self) -> Replica:
         def run():
             self.result = self.elector.acquire()
             if self.result:

@@ -214,7 +214,7 @@ def test_encoder_matches_view():
         enc = otlp.Encoder(otlp.static_resource(r["cluster"], extra, {}))
         frames.append(enc.encode(r))
     got = decode(frames)
-    for r, g in zip(records, got):
+    for r, g in zip(records, got, strict=False):
         want = otlp.otlp_view(r, extra_resource=extra, env={})
         if r is big:
             want["body"] = "é" * 3000 + "?"
@@ -302,30 +302,56 @@ def test_client_cert_needs_key(tmp_path):
         resolved(client_cert_file=str(cert))
 
 
-# --- the SDK hooks this module relies on (pinned SDK: an upgrade that moves them fails here) ---
+# --- transports (public grpcio / requests APIs) and the response ------------------------------
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
-def test_sdk_exporters_build_and_take_encoded_batches(protocol):
-    r = resolved(protocol=protocol, endpoint="http://127.0.0.1:9" if protocol == "grpc" else "http://127.0.0.1:9",
-                 timeout_seconds=0.5)
-    exp = otlp.build_exporter(r, otlp._Feedback())
+def test_transport_answers_connection_refused_without_raising_or_hanging(protocol):
+    import time
+
+    from exporter.sinks.otlp.sink import build_transport as build
+    r = resolved(protocol=protocol, endpoint="http://127.0.0.1:9", timeout_seconds=2)
+    t = build(r)
     try:
-        if protocol == "grpc":
-            assert exp._client.__class__.__name__ == "BytesStub"
-            assert exp._translate_data(otlp.EncodedBatch(b"x", 1)) == b"x"
-        # nothing listens on port 9: a FAILURE result (not an exception, not a hang)
-        assert exp.export(otlp.EncodedBatch(b"", 0)).name == "FAILURE"
+        t0 = time.monotonic()
+        a = t.export(b"")  # nothing listens on port 9
+        assert not a.ok and a.code in ("UNAVAILABLE", "connection") and a.error
+        assert time.monotonic() - t0 < 3
     finally:
-        exp.shutdown()
+        t.close()
 
 
-def test_partial_success_is_counted_not_retried():
+def test_partial_success_is_read_from_the_response():
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-    fb = otlp._Feedback()
+
+    from exporter.sinks.otlp.proto import partial_success
     resp = ExportLogsServiceResponse()
     resp.partial_success.rejected_log_records = 3
     resp.partial_success.error_message = "invalid"
-    fb.response(resp.SerializeToString())
-    fb.response(b"")                      # an empty 200 body: full success
-    fb.response(b"\xff\xff not protobuf")  # unparsable: ignored
-    assert fb.rejected == 3
+    assert partial_success(resp.SerializeToString()) == (3, "invalid")
+    assert partial_success(b"") == (0, "")                     # an empty 200 body: full success
+    assert partial_success(b"\xff\xff not protobuf") == (0, "")  # unparsable: ignored
+
+
+def test_endpoint_userinfo_and_header_values_never_described():
+    r = resolved({"OTEL_EXPORTER_OTLP_HEADERS": "x-honeycomb-team=hc-s3cret"}, protocol="http/protobuf",
+                 endpoint="http://kee:pa%40ss-s3cret@col:4318", headers={"authorization": "Bearer tok-s3cret"})
+    assert r.endpoint == "http://kee:pa%40ss-s3cret@col:4318/v1/logs"  # used as is (requests sends basic auth)
+    text = repr(r.describe())
+    assert "s3cret" not in text and "kee:" not in text
+    assert r.describe()["endpoint"] == "http://***@col:4318/v1/logs"
+    assert r.describe()["headers"] == ["authorization", "x-honeycomb-team"]
+
+
+def test_grpc_endpoint_userinfo_becomes_basic_auth_never_the_target():
+    import base64
+
+    from exporter.sinks.otlp.grpc_transport import GrpcTransport
+    t = GrpcTransport(resolved(endpoint="http://kee:pa%40ss@127.0.0.1:9", headers={"x-api-key": "k"}))
+    try:
+        md = dict(t._metadata)
+        assert md["x-api-key"] == "k"
+        assert base64.b64decode(md["authorization"].split()[1]) == b"kee:pa@ss"
+        a = t.export(b"")  # connects to 127.0.0.1:9 (nothing there), not to "kee:pa%40ss@127.0.0.1"
+        assert not a.ok and a.code == "UNAVAILABLE" and "pa%40ss" not in (a.error or "")
+    finally:
+        t.close()

@@ -1,8 +1,8 @@
 """The checkpoint is the minimum of what every sink confirmed; filtered and bookmarked positions still count."""
 from exporter import wire
+from exporter.acks import OrderedAcks
 from exporter.metrics import Stats
 from exporter.pipeline import Pipeline
-from exporter.sinks.base import OrderedAcks
 from exporter.transforms.filters import build
 
 

@@ -9,7 +9,7 @@ import jsonschema
 import orjson
 import pytest
 
-from exporter import settings, wire
+from exporter import config, wire
 from exporter.errors import ConfigError
 from exporter.metrics import Stats
 from exporter.pipeline import Pipeline
@@ -158,8 +158,8 @@ def test_an_ordinary_record_is_not_touched():
 
 def test_max_record_bytes_is_checked_on_load():
     with pytest.raises(ConfigError, match="records.max_record_bytes"):
-        settings.load(None, env={}, overrides=[("records.max_record_bytes", 1000)])
+        config.load(None, env={}, overrides=[("records.max_record_bytes", 1000)])
     with pytest.raises(ConfigError, match="records.max_message_bytes"):
-        settings.load(None, env={}, overrides=[("records.max_record_bytes", 20000),
-                                               ("records.max_message_bytes", 30000)])
-    assert settings.load(None, env={}).records.max_record_bytes == 983040
+        config.load(None, env={}, overrides=[("records.max_record_bytes", 20000),
+                                             ("records.max_message_bytes", 30000)])
+    assert config.load(None, env={}).records.max_record_bytes == 983040
