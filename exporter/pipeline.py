@@ -26,7 +26,7 @@ from typing import Any
 from exporter import log, wire
 from exporter.acks import Ledger, rv_newer
 from exporter.metrics import Stats
-from exporter.records import bound, clock, normalise, within_field_bounds
+from exporter.records import FAST_LIMIT, bound, clock, normalise
 from exporter.sinks.base import Sink
 from exporter.wire import Event
 
@@ -138,7 +138,9 @@ class Pipeline:
             self._position_if(stream, rv)
             return
         line = _dumps(rec, option=_OPT)
-        if len(line) > self.max_record_bytes or not within_field_bounds(len(line), rec["message"]):
+        size, msg = len(line), rec["message"]
+        # records.within_field_bounds, inlined: no string but the message can be over its bound
+        if size > self.max_record_bytes or (size - len(msg) if msg else size) > FAST_LIMIT:
             line, cut = bound(rec, line, self.max_record_bytes)
             if cut:
                 self.report("record_strings_truncated", "records", "string_truncated", stream=stream.key,

@@ -75,9 +75,10 @@ def truncate_message(message: str, limit: int) -> tuple[str, bool]:
 
 # --- times --------------------------------------------------------------------------------
 
-_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))",
-                      re.ASCII)
+_RFC3339 = r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))"
 _fromisoformat = datetime.fromisoformat
+#: Characters 4, 7, 10, 13, 16 and 19 of a canonical time: "2026-11-29T10:00:00Z" or "...00.5Z".
+_SEPARATORS = ("--T::Z", "--T::.")
 _seen: dict[str, str] = {}  # time as sent -> canonical form, or "" when invalid (short strings only)
 _seen_get = _seen.get
 
@@ -101,16 +102,14 @@ def utc(s: str) -> str | None:
 
 
 def _canonical(s: str) -> str:
-    n = len(s)
-    if (n == 20 or (21 < n < 31 and s[19] == ".")) and s[n - 1] == "Z" and s[10] == "T" and s[4] == "-" \
-            and s[7] == "-" and s[13] == ":" and s[16] == ":":
+    if s[4:20:3] in _SEPARATORS and s[-1:] == "Z" and len(s) < 31 and len(s) != 21:
         # Already UTC with Z (nearly always): the shape is right, the C parser checks digits and ranges.
         try:
             _fromisoformat(s)
         except ValueError:
             return ""
         return s
-    m = _RFC3339.fullmatch(s)
+    m = re.fullmatch(_RFC3339, s, re.ASCII)  # rare (times not already canonical): compiled on first use
     if m is None:
         return ""
     y, mo, d, h, mi, sec, frac, sign, oh, om = m.groups()
@@ -295,7 +294,7 @@ def _skeleton_bytes() -> int:
     A record whose encoded size minus its message's length is at most this plus
     FIELD_MAX_BYTES cannot hold a string over FIELD_MAX_BYTES: the hot path's check.
     """
-    rec = normalise(Event(metadata=Meta(uid="", resourceVersion="")), False, cluster="",
+    rec = normalise(Event(metadata=Meta(uid="u", resourceVersion="1")), False, cluster="",
                     max_message_bytes=0, observed="")
     for d, k in _slots(rec):
         d[k] = ""
@@ -306,8 +305,11 @@ def _skeleton_bytes() -> int:
 
 
 def within_field_bounds(line_len: int, message: str | None) -> bool:
-    """Cheap proof that no string but the message exceeds FIELD_MAX_BYTES (False: check them)."""
-    return line_len - (len(message) if message else 0) <= _FAST_LIMIT
+    """Cheap proof that no string but the message exceeds FIELD_MAX_BYTES (False: check them).
+
+    The pipeline inlines it with FAST_LIMIT (a call costs more than the test).
+    """
+    return line_len - (len(message) if message else 0) <= FAST_LIMIT
 
 
 def bound(rec: dict[str, Any], line: bytes, max_record_bytes: int) -> tuple[bytes, int]:
@@ -347,4 +349,4 @@ def bound(rec: dict[str, Any], line: bytes, max_record_bytes: int) -> tuple[byte
     return line, cut
 
 
-_FAST_LIMIT = _skeleton_bytes() + FIELD_MAX_BYTES
+FAST_LIMIT = _skeleton_bytes() + FIELD_MAX_BYTES

@@ -19,7 +19,7 @@ and converts; a line that still cannot be an Event envelope raises
 """
 from __future__ import annotations
 
-import hashlib
+from functools import cache
 from typing import Any
 
 import msgspec
@@ -302,17 +302,18 @@ def event_list(body: bytes) -> EventList:
     if not isinstance(doc, dict):
         raise BadInput("not_an_object", f"a LIST body that is a JSON {type(doc).__name__}")
     nulled: list[str] = []
-    return msgspec.convert(_clean(doc, _LIST_T, "$", nulled), EventList)
+    return msgspec.convert(_clean(doc, _type_info(EventList), "$", nulled), EventList)
 
 
 def event(obj: dict[str, Any]) -> Event:
     """An Event from an already-decoded dict (tests; values of the wrong type are nulled)."""
     nulled: list[str] = []
-    return msgspec.convert(_clean(obj, _EVENT_T, "$", nulled), Event)
+    return msgspec.convert(_clean(obj, _type_info(Event), "$", nulled), Event)
 
 
 def fingerprint(ev: Event) -> str:
     """A stable 32-hex-digit digest of every field read from this Event (for an id when uid/RV are missing)."""
+    import hashlib  # rare: not paid at every start (it loads OpenSSL)
     return hashlib.blake2b(_encode(ev), digest_size=16).hexdigest()
 
 
@@ -356,7 +357,7 @@ def salvage(raw: bytes) -> tuple[Envelope, tuple[str, ...]]:
         shown = kind[:60] if isinstance(kind, str) else type(kind).__name__
         raise BadInput("not_an_event", f"an object of kind {shown!r}, not an Event")
     nulled: list[str] = []
-    clean = _clean(obj, _EVENT_T, "$.object", nulled)
+    clean = _clean(obj, _type_info(Event), "$.object", nulled)
     try:
         ev = msgspec.convert(clean, Event)
     except (ValidationError, RecursionError) as exc:  # not expected after _clean; never a crash
@@ -396,7 +397,7 @@ def _clean(value: Any, t: Any, path: str, nulled: list[str]) -> Any:
     """``value`` made to fit msgspec type info ``t``: unknown keys dropped, wrong types nulled (path noted)."""
     if value is None:
         return None
-    if isinstance(t, msgspec.inspect.UnionType):  # Optional[X]: X or None
+    if isinstance(t, msgspec.inspect.UnionType):  # X | None: X or None
         t = next(x for x in t.types if not isinstance(x, msgspec.inspect.NoneType))
     if isinstance(t, msgspec.inspect.StrType):
         if type(value) is str:
@@ -436,5 +437,7 @@ def _clean(value: Any, t: Any, path: str, nulled: list[str]) -> Any:
     return None
 
 
-_EVENT_T = msgspec.inspect.type_info(Event)
-_LIST_T = msgspec.inspect.type_info(EventList)
+@cache
+def _type_info(typ: type) -> Any:
+    """msgspec's description of a struct, built on first use (the lenient path is rare; start-up stays short)."""
+    return msgspec.inspect.type_info(typ)

@@ -8,8 +8,8 @@ accepted, and what is reported and skipped, is the rule of docs/records.md
 ("Input"), the same as the live watch's: every line goes through
 :func:`exporter.wire.decode_line`.
 
-Linear in the input, whatever it holds: lines are split from chunks as they are
-read; a multi-line document is collected with a brace count (each line scanned
+Linear in the input, whatever it holds: lines are read by the buffered reader's
+C code; a multi-line document is collected with a brace count (each line scanned
 once, the document decoded once when its braces balance); nothing is held
 beyond MAX_DOCUMENT_BYTES.
 
@@ -21,9 +21,11 @@ chunks and written in big batches.
 from __future__ import annotations
 
 import io
+import os
 import re
 import select
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from functools import partial
 from typing import Any, BinaryIO
 
 from exporter import log
@@ -32,8 +34,7 @@ from exporter.wire import BadInput, Envelope, decode_line
 
 #: Largest line or document kept: 10x etcd's default request limit (1.5 MiB), so no real Event is near it.
 MAX_DOCUMENT_BYTES = 16 << 20
-#: Bytes asked for per read: few system calls for a file, little memory. At most MAX_DOCUMENT_BYTES
-#: (only a line that spans reads is measured against it).
+#: Read buffer: few system calls for a file, little memory.
 CHUNK_BYTES = 256 << 10
 #: Exit code of a replay that delivered every record it could but skipped some input (each one logged).
 EXIT_SKIPPED = 4
@@ -75,7 +76,7 @@ class _Document:
             elif tok == b"}":
                 depth -= 1
         self.depth, self.in_str = depth, in_str
-        self.size += len(line) + 1
+        self.size += len(line)
         if not self.over:
             if self.size > MAX_DOCUMENT_BYTES or type(line) is _TooLong:
                 self.over, self.parts = True, []
@@ -84,54 +85,53 @@ class _Document:
         return depth <= 0
 
     def text(self) -> bytes:
-        return b"\n".join(self.parts)
+        return b"".join(self.parts)  # each line kept its newline
 
 
-def _chunks(src: BinaryIO, idle: Callable[[], None]) -> Iterator[list[bytes]]:
-    """Complete lines (without their newline) as they are read; ``idle()`` before a read that would block.
+class _PromptRaw(io.RawIOBase):
+    """A file descriptor that flushes the sinks before a read that would block, and restamps after it.
 
-    A line longer than MAX_DOCUMENT_BYTES is not kept: it comes as _TOO_LONG, so
-    line numbers stay right. Joining a partial line happens once, when its end arrives.
+    Wrapped in a BufferedReader, so lines are found by C code (memchr); this
+    runs only when the buffer is empty, once per CHUNK_BYTES at most.
     """
-    read = getattr(src, "read1", None) or src.read
-    poller: Any = None
+
+    def __init__(self, fd: int, idle: Callable[[], None], woke: Callable[[], None]) -> None:
+        super().__init__()
+        self._fd = fd
+        self._idle = idle
+        self._woke = woke
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self._poll.poll(0):
+            data = os.read(self._fd, len(b))
+        else:  # nothing waiting: what has arrived leaves now, then wait
+            self._idle()
+            data = os.read(self._fd, len(b))
+            self._woke()
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+def _reader(src: BinaryIO, idle: Callable[[], None], woke: Callable[[], None]) -> BinaryIO:
+    """``src`` read through _PromptRaw when it has a file descriptor (a pipe, a file, a tty)."""
     try:
         fd = src.fileno()
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
     except (AttributeError, OSError, io.UnsupportedOperation):
-        poller = None  # an in-memory stream: it never blocks
-    parts: list[bytes] = []
-    size, too_long = 0, False
-    while True:
-        if poller is not None and not poller.poll(0):
-            idle()
-        chunk = read(CHUNK_BYTES)
-        if not chunk:
-            break
-        lines = chunk.split(b"\n")
-        tail = lines.pop()
-        if lines:
-            if parts or too_long:
-                if not too_long and size + len(lines[0]) <= MAX_DOCUMENT_BYTES:
-                    parts.append(lines[0])
-                    lines[0] = b"".join(parts)
-                else:
-                    lines[0] = _TOO_LONG
-                parts, size, too_long = [], 0, False
-            elif len(lines[0]) > MAX_DOCUMENT_BYTES:
-                lines[0] = _TOO_LONG
-            yield lines
-        if tail and not too_long:
-            size += len(tail)
-            if size > MAX_DOCUMENT_BYTES:
-                parts, too_long = [], True
-            else:
-                parts.append(tail)
-    if too_long:
-        yield [_TOO_LONG]
-    elif parts:
-        yield [b"".join(parts)]
+        return src  # in memory: never blocks
+    return io.BufferedReader(_PromptRaw(fd, idle, woke), CHUNK_BYTES)
+
+
+def _rest_of_line(read: Callable[[int], bytes], head: bytes) -> bytes:
+    """``head`` was cut at the read limit: skip to the end of its line; the line comes back as _TOO_LONG."""
+    while head and not head.endswith(b"\n"):
+        head = read(CHUNK_BYTES)
+    return _TOO_LONG
 
 
 class _Replay:
@@ -227,28 +227,33 @@ def run(pipeline: Pipeline, src: BinaryIO, *, stream_key: str = "replay") -> int
         pipeline.flush()
         commit()
 
+    reader = _reader(src, idle, tick)
+    limit = MAX_DOCUMENT_BYTES + 1  # a line this long without its newline is over the bound
+    readline = reader.readline
     lineno = 0
     doc: _Document | None = None
-    for lines in _chunks(src, idle):
-        tick()
-        for line in lines:
-            lineno += 1
-            if doc is None:
-                try:
-                    env, nulled = decode(line)
-                except BadInput as exc:
-                    doc = r.refused(line, exc, lineno)
-                    continue
-                if nulled:
-                    r.nulled(nulled, lineno)
-                etype = env.type
-                if etype == "ERROR":
-                    r.emit(env, lineno)
-                else:
-                    handle(stream, etype, env.object)
+    for line in iter(partial(readline, limit), b""):
+        lineno += 1
+        if not lineno & 255:
+            tick()
+            commit()  # prunes the ledger: memory stays flat however long the input
+        if len(line) == limit and line[-1:] != b"\n":
+            line = _rest_of_line(reader.readline, line)
+        if doc is None:
+            try:
+                env, nulled = decode(line)
+            except BadInput as exc:
+                doc = r.refused(line, exc, lineno)
+                continue
+            if nulled:
+                r.nulled(nulled, lineno)
+            etype = env.type
+            if etype == "ERROR":
+                r.emit(env, lineno)
             else:
-                doc = r.more(doc, line, lineno)
-        commit()  # prunes the ledger: memory stays flat however long the input
+                handle(stream, etype, env.object)
+        else:
+            doc = r.more(doc, line, lineno)
     if doc is not None:
         r.skip("document_truncated", "end of input inside a document", doc.first, lineno)
     pipeline.flush()
