@@ -163,8 +163,11 @@ class KafkaBroker:
     def _format(self) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        # what `StorageTool random-uuid` prints (base64url of 16 random bytes), without a JVM start
-        self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        # what `StorageTool random-uuid` prints (base64url of 16 random bytes), without a JVM start; like
+        # Kafka's own Uuid.randomUuid, never one starting with "-" (the tool would read it as an option)
+        self.cluster_id = "-"
+        while self.cluster_id.startswith("-"):
+            self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         scram = f"[name={self.username},password={self.password}]"
         run(["java", "-Xshare:auto", "-XX:TieredStopAtLevel=1",
              f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}", "-cp", f"{self.libs}/*",
