@@ -30,6 +30,10 @@ def build_sinks(cfg: Settings, stats: Stats) -> list[Sink]:
     if cfg.sinks.otlp.enabled:
         from exporter.sinks.otlp import OtlpSink
         sinks.append(OtlpSink(cfg.sinks.otlp, cluster=cfg.records.cluster_name, stats=stats))
+    if cfg.sinks.webhook:
+        from exporter.sinks.webhook import WebhookSink
+        sinks.extend(WebhookSink(hook, i, predicate=filters.build(field_selector=hook.filter), stats=stats)
+                     for i, hook in enumerate(cfg.sinks.webhook))
     stats.sink_stats.extend(sinks)
     return sinks
 

@@ -107,8 +107,8 @@ def problems(s: Settings, env: dict[str, str]) -> Iterator[tuple[str, str, str]]
 
 def _sink_problems(s: Settings, env: dict[str, str]) -> Iterator[tuple[str, str, str]]:
     kafka, otlp = s.sinks.kafka, s.sinks.otlp
-    if not (s.sinks.stdout.enabled or kafka.enabled or otlp.enabled):
-        yield "sinks", "no sink is enabled", "enable sinks.stdout, sinks.kafka or sinks.otlp"
+    if not (s.sinks.stdout.enabled or kafka.enabled or otlp.enabled or s.sinks.webhook):
+        yield "sinks", "no sink is enabled", "enable sinks.stdout, sinks.kafka, sinks.otlp or a sinks.webhook"
     if kafka.enabled:
         if not kafka.brokers.strip():
             yield ("sinks.kafka.brokers", "Kafka is enabled but no brokers are set",
@@ -141,6 +141,16 @@ def _sink_problems(s: Settings, env: dict[str, str]) -> Iterator[tuple[str, str,
                    "set retry_backoff_initial_seconds <= retry_backoff_max_seconds")
         from exporter.sinks.otlp import check_settings as check_otlp
         check_otlp(otlp)
+    if s.sinks.webhook:
+        from exporter.sinks.webhook import check as check_webhook  # URL, secret, template, filter, group_by
+        for err in check_webhook(s.sinks.webhook, env):
+            yield err.field, err.problem, err.fix
+        from exporter.transforms.filters import FilterError, parse_field_selector
+        for i, hook in enumerate(s.sinks.webhook):
+            try:
+                parse_field_selector(hook.filter)
+            except FilterError as exc:
+                yield f"sinks.webhook.{i}.filter", str(exc), "use kubectl syntax: type!=Normal,reason=BackOff"
 
 
 def _object_name(field: str, name: str, kind: str) -> Iterator[tuple[str, str, str]]:
@@ -246,6 +256,10 @@ def register_secrets(s: Settings, env: dict[str, str]) -> None:
             userinfo = urlsplit(url if "://" in url else f"//{url}").netloc.rpartition("@")[0]
             redact.register_secret(userinfo)
             redact.register_secret(userinfo.partition(":")[2])
+    if s.sinks.webhook:  # URLs carry tokens; signing secrets
+        from exporter.sinks.webhook import secret_values
+        for value in secret_values(s.sinks.webhook, env):
+            redact.register_secret(value)
     kafka = s.sinks.kafka
     for key, value in _flat(kafka.config).items():
         if redact.is_secret_key(key):
