@@ -103,9 +103,7 @@ class WebhookSink(Sink):
     def send(self, seq: int, line: bytes, record: dict[str, Any]) -> None:
         gate = self.gate
         if gate:
-            self.delivery.admit(seq, 1)
-        else:
-            self.delivery.check_open()
+            self.delivery.admit(seq, 1)   # bounded: blocks (interruptibly) while max_in_flight_records are held
         self.records += 1
         pred = self._predicate
         if pred is not None and not pred(record):
