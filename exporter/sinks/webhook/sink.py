@@ -35,7 +35,7 @@ from exporter.sinks.delivery import Delivery
 from exporter.sinks.webhook.config import Resolved
 from exporter.sinks.webhook.noise import Grouper, Message, RateLimit
 from exporter.sinks.webhook.presets import request, service_error
-from exporter.sinks.webhook.template import lookup, text_of
+from exporter.sinks.webhook.template import key_function, lookup, text_of
 from exporter.sinks.webhook.transport import Answer, post
 
 #: The worker re-reads the clock at least this often (seconds), so a test's fake clock is seen.
@@ -43,6 +43,8 @@ MAX_WAIT = 0.5
 #: Without gate_checkpoint, the longest close() waits for queued messages (seconds): a chat
 #: service that is down must not hold a shutdown for the whole drain budget.
 UNGATED_CLOSE = 5.0
+#: Seconds between two webhook_groups_evicted warnings (each carries the running totals).
+EVICTED_LOG_INTERVAL = 10.0
 
 
 def duration(seconds: float) -> str:
@@ -76,7 +78,7 @@ class WebhookSink(Sink):
         self.gate = cfg.gate_checkpoint
         self._clock, self._wall, self._post = clock, wall, poster
         self._predicate = predicate  # sinks.webhook.N.filter, built by exporter/app.py
-        self._paths = self.r.group_paths
+        self._key = key_function(self.r.group_paths)
         self.grouper = Grouper(cfg.window_seconds, cfg.max_groups)
         self.limit = RateLimit(cfg.max_messages_per_minute)
         self._cv = threading.Condition(threading.Lock())
@@ -92,6 +94,7 @@ class WebhookSink(Sink):
         self.dropped = 0                       # messages dropped: queue over max_queued_messages
         self.failures: dict[str, int] = {}     # failed POSTs by kind
         self._evicted_logged = 0
+        self._evicted_logged_at = -1e9
         self._thread = threading.Thread(target=self._run, name=f"{self.label}-delivery", daemon=True)
         self._thread.start()
         log.info("webhook_sink_started", preset=cfg.preset, gate_checkpoint=self.gate,
@@ -112,7 +115,7 @@ class WebhookSink(Sink):
             self._given = seq
             return
         self.matched += 1
-        key = tuple(lookup(record, p) for p in self._paths)
+        key = self._key(record)
         with self._cv:
             now = self._clock()
             self._collect(now)
@@ -169,11 +172,12 @@ class WebhookSink(Sink):
 
     def _settle_evicted(self) -> None:
         g = self.grouper
-        if g.evicted > self._evicted_logged:
+        if g.evicted > self._evicted_logged and time.monotonic() - self._evicted_logged_at >= EVICTED_LOG_INTERVAL:
+            self._evicted_logged_at = time.monotonic()
             log.warning("webhook_groups_evicted", webhook=self.cfg.name, evicted=g.evicted - self._evicted_logged,
-                        occurrences_lost=g.evicted_occurrences, setting=f"{self.r.where}.max_groups",
+                        evicted_total=g.evicted, occurrences_lost_total=g.evicted_occurrences,
+                        setting=f"{self.r.where}.max_groups",
                         fix="more distinct groups than max_groups within a window: raise it or group by fewer fields")
-            self.stats.error(self.label, "group_evicted")
             self._evicted_logged = g.evicted
         if g.evicted_seqs:
             if self.gate:

@@ -9,6 +9,7 @@ unknown field is a configuration error naming the setting (exit 2).
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
 from typing import Any
 
 #: Record fields a template or ``group_by`` may name (docs/records.md), as dotted paths.
@@ -40,6 +41,21 @@ def lookup(record: dict[str, Any], path: tuple[str, ...]) -> Any:
             return None
         value = value.get(part)
     return value
+
+
+def key_function(paths: list[tuple[str, ...]]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """The group key of a record: one tuple of the values at ``paths`` (the hot path: one plain loop)."""
+    pairs = [(p[0], p[1] if len(p) > 1 else None) for p in paths]
+
+    def key(record: dict[str, Any]) -> tuple[Any, ...]:
+        out = []
+        for a, b in pairs:
+            v = record.get(a)
+            if b is not None:
+                v = v.get(b) if isinstance(v, dict) else None
+            out.append(v)
+        return tuple(out)
+    return key
 
 
 def text_of(value: Any) -> str:
