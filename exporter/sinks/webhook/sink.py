@@ -327,6 +327,9 @@ class WebhookSink(Sink):
                 log.warning("webhook_messages_left_at_close", webhook=self.cfg.name, queued=left,
                             note="not delivered within the close budget; gate_checkpoint is false, so the "
                                  "records were acknowledged")
+        if self.limit.suppressed:  # the summary was still waiting for room under the rate limit
+            log.warning("webhook_summary_unsent_at_close", suppressed_messages=self.limit.suppressed,
+                        occurrences=self.limit.suppressed_occurrences, **self.r.describe())
         if self.gate and self.delivery.in_flight()[0]:
             self.delivery.undelivered(timeout, **self.r.describe())
         log.info("sink_closed", sink=self.label, messages=sum(self.sent.values()), given_up=self.given_up,
