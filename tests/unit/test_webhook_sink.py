@@ -306,3 +306,52 @@ def test_the_url_token_and_the_signing_secret_are_masked_in_check_config_and_log
     finally:
         sink.close(5)
         redact.forget_secrets()
+
+
+# --- gate_checkpoint: folded records are held until the follow-up that counted them is delivered ----
+
+def test_gate_checkpoint_holds_folded_records_until_their_follow_up_is_delivered(receiver):
+    clock = Clock()
+    sink = make(receiver, "generic", clock=clock, gate_checkpoint=True)
+    try:
+        sink.send(1, b"", record(0))                       # first: acked once the POST got a 2xx
+        until(lambda: sink.acked() == 1, what="first acked")
+        for i in range(2, 6):
+            sink.send(i, b"", record(i))                   # folded: held
+        sink.send(6, b"", record(etype="Normal"))          # filtered, but after held ones: watermark stays
+        time.sleep(0.3)
+        assert sink.acked() == 1 and len(receiver.requests) == 1
+        clock.t += 300
+        sink.flush()
+        until(lambda: sink.acked() == 6, what="all acked after the follow-up")
+        follow = receiver.requests[1]["body"]
+        assert follow["kind"] == "followup" and follow["count"] == 4 and follow["last"]["count"] == 6
+    finally:
+        sink.close(5)
+
+
+def test_gate_checkpoint_acknowledges_records_suppressed_by_the_rate_limit_and_counts_them(receiver):
+    sink = make(receiver, "slack", gate_checkpoint=True, max_messages_per_minute=1)
+    try:
+        for i in range(1, 4):
+            sink.send(i, b"", record(i, name=f"pod-{i}"))  # 3 groups, room for 1 message a minute
+        until(lambda: sink.acked() == 3, what="acked: one delivered, two suppressed by policy")
+        assert len(receiver.requests) == 1 and sink.limit.total_suppressed == 2
+        suppressed = [m for m in sink.metrics() if m[0] == "kee_webhook_messages_suppressed"]
+        assert suppressed[0][4] == 2
+    finally:
+        sink.close(5)
+
+
+def test_group_state_is_bounded_and_evictions_are_counted_in_metrics(receiver):
+    sink = make(receiver, "generic", max_groups=3, max_messages_per_minute=1000)
+    try:
+        for i in range(10):
+            sink.send(2 * i + 1, b"", record(i, name=f"pod-{i}"))
+            sink.send(2 * i + 2, b"", record(i, name=f"pod-{i}"))   # one folded each
+        assert len(sink.grouper) == 3
+        m = {x[0]: x[4] for x in sink.metrics() if x[0].startswith("kee_webhook_groups")}
+        assert m == {"kee_webhook_groups": 3, "kee_webhook_groups_evicted": 7}
+        assert sink.grouper.evicted_occurrences == 7
+    finally:
+        sink.close(5)
