@@ -90,3 +90,11 @@ def test_a_message_admitted_while_a_summary_is_owed_is_preceded_by_it():
     assert rl.admit(msg(2), 1) == []                          # suppressed
     out = rl.admit(msg(3), 120)                                # both slots free again
     assert [m.kind for m in out] == ["suppressed", "first"] and out[0].count == 1
+
+
+def test_without_gating_a_group_keeps_no_per_occurrence_state():
+    g = Grouper(window=300, max_groups=10, keep_seqs=False)
+    for i in range(10_000):
+        g.observe(("a",), rec(i=i), i + 1, float(i) / 100)
+    (follow,) = list(g.due(400))
+    assert follow.count == 9_999 and follow.seqs == [] and follow.record["message"] == "back-off 9999"

@@ -55,8 +55,11 @@ class _Group:
 class Grouper:
     """See the module docstring (group, first, fold, bounded)."""
 
-    def __init__(self, window: float, max_groups: int) -> None:
+    def __init__(self, window: float, max_groups: int, *, keep_seqs: bool = True) -> None:
         self.window = float(window)
+        #: remember each folded record's seq (gate_checkpoint acknowledges them with the follow-up);
+        #: without it a group's state stays O(1) however often it repeats
+        self.keep_seqs = keep_seqs
         self.max_groups = max(1, int(max_groups))
         # key -> group, in the order their windows opened (so the front is due first)
         self._groups: OrderedDict[tuple[Any, ...], _Group] = OrderedDict()
@@ -76,7 +79,8 @@ class Grouper:
         if g is not None:
             g.folded += 1
             g.last = record
-            g.seqs.append(seq)
+            if self.keep_seqs:
+                g.seqs.append(seq)
             self.folded += 1
             return None
         while len(self._groups) >= self.max_groups:

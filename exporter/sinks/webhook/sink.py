@@ -79,7 +79,7 @@ class WebhookSink(Sink):
         self._clock, self._wall, self._post = clock, wall, poster
         self._predicate = predicate  # sinks.webhook.N.filter, built by exporter/app.py
         self._key = key_function(self.r.group_paths)
-        self.grouper = Grouper(cfg.window_seconds, cfg.max_groups)
+        self.grouper = Grouper(cfg.window_seconds, cfg.max_groups, keep_seqs=self.gate)
         self.limit = RateLimit(cfg.max_messages_per_minute)
         self._cv = threading.Condition(threading.Lock())
         self._queue: deque[Message] = deque()
