@@ -1,6 +1,6 @@
 """The webhook sink in the real exporter, on the real control plane: a crash loop is one message and
 folded follow-ups with exact counts; a webhook service that is down does not slow the stdout sink or
-hold the checkpoint."""
+hold the checkpoint; with gate_checkpoint the checkpoint waits for it like for any sink."""
 from __future__ import annotations
 
 import json
@@ -121,3 +121,34 @@ def test_a_webhook_service_that_is_down_does_not_slow_stdout_or_hold_the_checkpo
     finally:
         exp.stop()
         black_hole.close()
+
+
+def test_with_gate_checkpoint_the_checkpoint_waits_for_the_webhook_like_any_sink(control_plane, namespace, tmp_path):
+    cp = control_plane
+    rx = Receiver()
+    rx.script = [(503, {}, b"unavailable", 0.0)] * 10_000             # down until the script is cleared
+    hooks = [{"name": "gated", "preset": "slack", "url_from_env": "HOOK", "gate_checkpoint": True,
+              "retry_backoff_initial_seconds": 0.2, "retry_backoff_max_seconds": 0.5}]
+    exp = start(cp, tmp_path, namespace, hooks, {"HOOK": rx.url("slack", "/T0/B0/tok-gated-1")})
+    try:
+        exp.wait_log("webhook_sink_started", 30)
+        time.sleep(2)
+        before = checkpoint_rv(tmp_path)
+        made = [create(cp, core_event(namespace, obj_name=f"pod-{i}", reason="BackOff")) for i in range(5)]
+        uids = {m["metadata"]["uid"] for m in made}
+        last_rv = max((m["metadata"]["resourceVersion"] for m in made), key=lambda v: (len(v), v))
+        exp.wait_for(lambda r: uids <= {x["event"]["uid"] for x in r}, 30, "5 records on stdout")
+        time.sleep(3)                                                   # six checkpoint intervals
+        held = checkpoint_rv(tmp_path)
+        assert not rv_at_least(held, last_rv), (before, held, last_rv)  # the webhook has not confirmed
+        assert len(rx.requests) >= 2 and not any(r["ok"] for r in rx.requests)
+        with rx.lock:
+            rx.script.clear()                                           # the service is back
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not rv_at_least(checkpoint_rv(tmp_path), last_rv):
+            time.sleep(0.2)
+        assert rv_at_least(checkpoint_rv(tmp_path), last_rv)
+        assert len(rx.texts("slack")) == 5
+    finally:
+        exp.stop()
+        rx.close()
