@@ -37,6 +37,10 @@ def build_sinks(cfg: Settings, stats: Stats) -> list[Sink]:
     if cfg.sinks.elasticsearch.enabled:
         from exporter.sinks.elasticsearch import ElasticsearchSink
         sinks.append(ElasticsearchSink(cfg.sinks.elasticsearch, stats=stats))
+    if cfg.sinks.webhook:
+        from exporter.sinks.webhook import WebhookSink
+        sinks.extend(WebhookSink(hook, i, predicate=filters.build(field_selector=hook.filter), stats=stats)
+                     for i, hook in enumerate(cfg.sinks.webhook))
     stats.sink_stats.extend(sinks)
     return sinks
 

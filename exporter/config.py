@@ -115,8 +115,9 @@ def problems(s: Settings, env: dict[str, str]) -> Iterator[tuple[str, str, str]]
 
 def _sink_problems(s: Settings, env: dict[str, str]) -> Iterator[tuple[str, str, str]]:
     kafka, otlp, es = s.sinks.kafka, s.sinks.otlp, s.sinks.elasticsearch
-    if not (s.sinks.stdout.enabled or kafka.enabled or otlp.enabled or es.enabled):
-        yield "sinks", "no sink is enabled", "enable sinks.stdout, sinks.kafka, sinks.otlp or sinks.elasticsearch"
+    if not (s.sinks.stdout.enabled or kafka.enabled or otlp.enabled or es.enabled or s.sinks.webhook):
+        yield ("sinks", "no sink is enabled",
+               "enable sinks.stdout, sinks.kafka, sinks.otlp, sinks.elasticsearch or a sinks.webhook")
     if es.enabled:
         from exporter.sinks.elasticsearch import check_settings as check_elasticsearch
         try:
@@ -155,6 +156,16 @@ def _sink_problems(s: Settings, env: dict[str, str]) -> Iterator[tuple[str, str,
                    "set retry_backoff_initial_seconds <= retry_backoff_max_seconds")
         from exporter.sinks.otlp import check_settings as check_otlp
         check_otlp(otlp)
+    if s.sinks.webhook:
+        from exporter.sinks.webhook import check as check_webhook  # URL, secret, template, filter, group_by
+        for err in check_webhook(s.sinks.webhook, env):
+            yield err.field, err.problem, err.fix
+        from exporter.transforms.filters import FilterError, parse_field_selector
+        for i, hook in enumerate(s.sinks.webhook):
+            try:
+                parse_field_selector(hook.filter)
+            except FilterError as exc:
+                yield f"sinks.webhook.{i}.filter", str(exc), "use kubectl syntax: type!=Normal,reason=BackOff"
 
 
 def _object_name(field: str, name: str, kind: str) -> Iterator[tuple[str, str, str]]:
@@ -268,6 +279,10 @@ def register_secrets(s: Settings, env: dict[str, str]) -> None:
                 redact.register_secret(value)
         except ConfigError:
             pass  # reported by _sink_problems
+    if s.sinks.webhook:  # URLs carry tokens; signing secrets
+        from exporter.sinks.webhook import secret_values
+        for value in secret_values(s.sinks.webhook, env):
+            redact.register_secret(value)
     kafka = s.sinks.kafka
     for key, value in _flat(kafka.config).items():
         if redact.is_secret_key(key):

@@ -180,11 +180,41 @@ class ElasticsearchSinkSettings:
 
 
 @dataclass
+class WebhookSettings:
+    """One alert webhook (exporter/sinks/webhook/, docs/webhook.md): a list item of sinks.webhook."""
+    name: str = ""                         # instance name: the sink=webhook-<name> metric label and log field
+    preset: str = "generic"                # slack | dingtalk | feishu | teams | generic: the body's shape
+    url: str | None = None                 # the webhook URL (it carries a token: prefer url_from_env/_file)
+    url_from_env: str | None = None        # environment variable holding the URL
+    url_from_file: str | None = None       # file holding the URL (a mounted Secret)
+    secret_from_env: str | None = None     # variable holding the signing secret (dingtalk, feishu)
+    secret_from_file: str | None = None    # file holding the signing secret
+    template: str = "[{type}] {reason} on {object.namespace}/{object.kind}/{object.name}: {message}"
+    # the text of one occurrence: {field} and {object.name} placeholders, nothing else (no code)
+    filter: str = "type!=Normal"           # filters.field_selector syntax: only Warnings alert by default
+    group_by: list[str] = field(default_factory=lambda: [
+        "cluster", "object.namespace", "object.kind", "object.name", "reason"])
+    # record fields forming a group: one crash-looping Pod's BackOffs are one group
+    window_seconds: float = 300.0          # later occurrences of a group are folded into one follow-up sent
+                                           # at the window's end: 5 min, the article's "tell me once"
+    max_messages_per_minute: int = 20      # per instance: DingTalk documents 20/min per robot; Slack ~1/s
+    max_groups: int = 10000                # groups remembered; the oldest is evicted (counted) beyond this
+    gate_checkpoint: bool = False          # false: a chat outage never stalls the log pipeline (acked at once)
+    timeout_seconds: float = 10.0          # one POST, connect and answer: chat services answer in < 1 s
+    retry_max_attempts: int = 5            # without gate_checkpoint: attempts before a message is given up
+    retry_backoff_initial_seconds: float = 1.0  # first delay before a failed POST is sent again; doubled
+    retry_backoff_max_seconds: float = 60.0     # cap: DingTalk's rate limit resets each minute
+    max_queued_messages: int = 1000        # messages waiting for the POST worker; the oldest dropped beyond it
+    max_in_flight_records: int = 10000     # gate_checkpoint only: records held until their message is confirmed
+
+
+@dataclass
 class SinkSettings:
     stdout: StdoutSettings = field(default_factory=StdoutSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     otlp: OtlpSettings = field(default_factory=OtlpSettings)
     elasticsearch: ElasticsearchSinkSettings = field(default_factory=ElasticsearchSinkSettings)
+    webhook: list[WebhookSettings] = field(default_factory=list)  # named alert webhooks (docs/webhook.md)
 
 
 @dataclass
@@ -476,4 +506,6 @@ def parse(path: str | None = None, env: dict[str, str] | None = None,
 def build(doc: dict[str, Any]) -> Settings:
     """Typed settings from a document that passed :func:`validate`."""
     settings: Settings = _build(Settings, doc)
+    hooks: list[Any] = settings.sinks.webhook
+    settings.sinks.webhook = [_build(WebhookSettings, h) if isinstance(h, dict) else h for h in hooks]
     return settings

@@ -14,6 +14,7 @@ SECTIONS = {  # Settings attribute -> dataclass, in document order
     "kubernetes": "KubernetesSettings", "records": "RecordSettings", "filters": "FilterSettings",
     "sinks.stdout": "StdoutSettings", "sinks.kafka": "KafkaSettings", "sinks.otlp": "OtlpSettings",
     "sinks.elasticsearch": "ElasticsearchSinkSettings",
+    "sinks.webhook[]": "WebhookSettings",
     "checkpoint": "CheckpointSettings", "server": "ServerSettings", "log": "LogSettings",
     "leader_election": "LeaderElectionSettings", "enrich": "EnrichSettings",
     "sources.pod_terminations": "PodTerminationSettings",
@@ -53,6 +54,8 @@ Beyond the types, ranges and names in the schema, loading checks:
 - `sinks.kafka.brokers` is `[proto://]host[:port]` entries with ports 1-65535, and the whole
   librdkafka configuration (`sinks.kafka.config` plus the sink's own keys and the secrets) is
   checked by librdkafka itself, without connecting: unknown keys, bad values, conflicts;
+- each `sinks.webhook[]` item has a unique `name`, exactly one URL source, a template and `group_by`
+  naming record fields, a `filter` in `filters.field_selector` syntax (docs/webhook.md);
 - `sinks.otlp.endpoint` has a host and a valid port; `checkpoint.name` and
   `leader_election.lease_name` are valid object names; `log.level` is case-insensitive.
 """
