@@ -472,12 +472,14 @@ def test_record_too_large_for_the_topic_is_held_named_and_never_acknowledged(kaf
     s = p.stream("k", "100")
     huge = os.urandom(10_000).hex()  # 20,000 characters
 
-    def ev(rv: int, reason: str) -> wire.Event:
+    def ev(rv: int, reason: str, message: str = "m") -> wire.Event:
         return wire.event({"apiVersion": "v1", "kind": "Event", "type": "Warning", "reason": reason,
+                           "message": message,
                            "metadata": {"uid": f"u{rv}", "resourceVersion": str(rv), "namespace": "ns"}})
     with capture_logs() as logs:
         p.handle(s, "ADDED", ev(101, "Small"))
-        p.handle(s, "ADDED", ev(102, huge))          # a huge field: over the topic's 4 KiB
+        # a huge message: cut to records.max_message_bytes (8 KiB), still over the topic's 4 KiB
+        p.handle(s, "ADDED", ev(102, "Huge", huge))
         p.handle(s, "ADDED", ev(103, "Small"))
         wait_for(lambda: sink.condition is not None and stats.errors.get(("kafka", "message_too_large"), 0) >= 2,
                  30, "the refusal to be reported and retried")
@@ -485,7 +487,7 @@ def test_record_too_large_for_the_topic_is_held_named_and_never_acknowledged(kaf
                  "the records before and after it to be confirmed (refused with it while batched together)")
     assert sink.condition.kind == "message_too_large"
     loud = [x for x in logs if x["event"] == "sink_condition"]
-    assert loud[0]["record_id"] == "u102:102" and loud[0]["record_bytes"] > 20_000
+    assert loud[0]["record_id"] == "u102:102" and loud[0]["record_bytes"] > 8_000
     assert "max.message.bytes" in loud[0]["fix"] and "records.max_record_bytes" in loud[0]["fix"]
     assert "max_message_bytes" not in loud[0]["fix"]   # the old hint (the message field only) could not help
     assert metric(sink, "kee_sink_condition", condition="message_too_large") == 1
