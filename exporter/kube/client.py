@@ -97,8 +97,19 @@ class _ApiClient:
     """kubernetes.client.ApiClient on first use (kube_config builds one only to refresh an OIDC token)."""
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        from kubernetes.client.api_client import ApiClient
-        return ApiClient(*args, **kwargs)
+        return importlib.import_module("kubernetes.client.api_client").ApiClient(*args, **kwargs)
+
+
+class _OAuth2Session:
+    """requests_oauthlib.OAuth2Session on first use (OIDC refresh only); it imports requests and oauthlib."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        return importlib.import_module("requests_oauthlib.oauth2_session").OAuth2Session(*args, **kwargs)
+
+
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)  # finds, does not import, a top-level package
+    return Path(spec.origin).parent if spec is not None and spec.origin else None
 
 
 def _kubernetes() -> tuple[Any, Any, Any]:
@@ -109,19 +120,24 @@ def _kubernetes() -> tuple[Any, Any, Any]:
     imported; ``kubernetes.config`` takes ``ApiClient`` (which imports every model) from the
     client package at import time, so that one name is :class:`_ApiClient`, resolved on use.
     """
-    if "kubernetes" not in sys.modules:
-        spec = importlib.util.find_spec("kubernetes")  # finds, does not import, a top-level package
-        if spec is not None and spec.origin:
-            root = Path(spec.origin).parent
-            _bare_package("kubernetes", root)
-            _bare_package("kubernetes.utils", root / "utils")
-            client_pkg = _bare_package("kubernetes.client", root / "client", ApiClient=_ApiClient)
-            from kubernetes.client.configuration import Configuration
-            client_pkg.__dict__["Configuration"] = Configuration
-    from kubernetes import config
-    from kubernetes.client import Configuration as Cfg
-    from kubernetes.client import rest
-    return Cfg, config, rest
+    if "kubernetes" not in sys.modules and (root := _package_dir("kubernetes")) is not None:
+        oauth = _package_dir("requests_oauthlib")
+        if oauth is not None and "requests_oauthlib" not in sys.modules and "oauthlib" not in sys.modules:
+            # kubernetes.config imports both at import time for OIDC alone: requests and oauthlib, ~6 MiB
+            _bare_package("requests_oauthlib", oauth, OAuth2Session=_OAuth2Session)
+            oauthlib = importlib.import_module("oauthlib")  # its __init__ is a logger only
+            _bare_package("oauthlib.oauth2", Path(str(oauthlib.__file__)).parent / "oauth2")
+        _bare_package("kubernetes", root)
+        _bare_package("kubernetes.utils", root / "utils")
+        client_pkg = _bare_package("kubernetes.client", root / "client", ApiClient=_ApiClient)
+        configuration = importlib.import_module("kubernetes.client.configuration")
+        client_pkg.__dict__["Configuration"] = configuration.Configuration
+    # import_module, not `from kubernetes import config`: a from-import probes the bare package for the
+    # name first, and that look-up would run its __init__
+    config = importlib.import_module("kubernetes.config")
+    configuration = importlib.import_module("kubernetes.client.configuration")
+    rest = importlib.import_module("kubernetes.client.rest")
+    return configuration.Configuration, config, rest
 
 
 class KubeClient:
