@@ -24,13 +24,16 @@ import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
 
 import urllib3
 
 from exporter import wire
 from exporter.errors import ApiError, ExporterError, Forbidden, Gone
+
+if TYPE_CHECKING:  # the one importer of kubernetes (import-linter), at run time through _kubernetes()
+    import kubernetes  # noqa: F401
 
 SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
@@ -163,7 +166,7 @@ class KubeClient:
             raise ExporterError(f"cannot read Kubernetes credentials: {exc}") from exc
         self._cfg = cfg
         self.host = cfg.host.rstrip("/")
-        self._pool = rest.RESTClientObject(cfg).pool_manager
+        self._pool: urllib3.PoolManager = rest.RESTClientObject(cfg).pool_manager
         self._connect_timeout = connect_timeout
 
     def own_namespace(self) -> str:
