@@ -165,6 +165,31 @@ def test_sigterm_drains_saves_the_checkpoint_and_the_next_start_replays_nothing(
         exp.stop()
 
 
+def test_the_configmap_checkpoint_keeps_its_slower_rate_while_the_file_one_follows_every_ack(
+        control_plane, namespace, tmp_path):
+    cp = control_plane
+    cm_path = f"/api/v1/namespaces/{namespace}/configmaps/kee-checkpoint"
+    exp = start(cp, tmp_path, "--namespace", namespace, "--set", "checkpoint.store=kubernetes",
+                "--set", f"checkpoint.namespace={namespace}", "--set", "checkpoint.name=kee-checkpoint",
+                "--set", "checkpoint.interval_seconds=2", name="cm", checkpoint=False)
+    saves: list[str] = []  # each distinct ConfigMap resourceVersion seen: one PUT (or the first POST)
+    try:
+        exp.wait_log("stream_starting")
+        with Producer(cp, namespace, rate=25):
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 7:
+                status, body = cp.request("GET", cm_path)
+                if status == 200:
+                    rv = json.loads(body)["metadata"]["resourceVersion"]
+                    if rv not in saves:
+                        saves.append(rv)
+                time.sleep(0.05)
+        # 7 s of acks moving all the time: one save per 2 s at most (the file store would make ~35)
+        assert 2 <= len(saves) <= 5, saves
+    finally:
+        exp.stop()
+
+
 @pytest.mark.parametrize("initial", ["watch-list", "list"])
 def test_restart_after_history_is_compacted_relists_and_loses_nothing_that_exists(control_plane, namespace, tmp_path,
                                                                                    initial):
