@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -154,6 +155,7 @@ def run(cfg: Settings) -> int:
     save_every = (cfg.checkpoint.file_interval_seconds if cfg.checkpoint.store == "file"
                   else cfg.checkpoint.interval_seconds)
     ck = log.get(checkpoint=cfg.checkpoint.store)
+    failure_logged = [-math.inf]  # a failing file store is retried every tick: log it every interval_seconds
 
     def checkpoint() -> None:
         if leader is not None and not leader.is_leader():
@@ -168,9 +170,11 @@ def run(cfg: Settings) -> int:
                 stats.checkpoint_saved_at = time.time()
                 ck.debug("checkpoint_saved", positions=committed, seconds=round(time.perf_counter() - t0, 6))
             except Exception as exc:  # noqa: BLE001 - a failed save is retried next interval
-                stats.checkpoint_failures += 1
-                ck.error("checkpoint_save_failed", error=str(exc)[:300],
-                         retry_in_seconds=save_every)
+                stats.checkpoint_failures += 1  # kee_checkpoint_failures counts every one
+                if time.monotonic() - failure_logged[0] >= cfg.checkpoint.interval_seconds:
+                    failure_logged[0] = time.monotonic()
+                    ck.error("checkpoint_save_failed", error=str(exc)[:300], retry_in_seconds=save_every,
+                             failures=stats.checkpoint_failures)
 
     while not stop.is_set():
         stop.wait(save_every)

@@ -165,6 +165,30 @@ def test_sigterm_drains_saves_the_checkpoint_and_the_next_start_replays_nothing(
         exp.stop()
 
 
+def test_a_failing_file_checkpoint_is_retried_every_tick_counted_every_time_and_logged_at_the_slower_rate(
+        control_plane, namespace, tmp_path):
+    import urllib.request
+    cp = control_plane
+    (tmp_path / "checkpoint.json.tmp").mkdir()  # the save's temp file cannot be opened: every save fails
+    exp = start(cp, tmp_path, "--namespace", namespace, "--set", "checkpoint.interval_seconds=2")
+    try:
+        port = exp.wait_log("metrics_listening")["listen"].rsplit(":", 1)[1]
+        with Producer(cp, namespace, rate=25):
+            exp.wait_for(lambda r: len(r) >= 10, 30)
+            time.sleep(4)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            body = r.read().decode()
+        failures = next(float(line.split(" ")[1]) for line in body.splitlines()
+                        if line.startswith("kee_checkpoint_failures"))
+        logged = [e for e in exp.logs() if e.get("event") == "checkpoint_save_failed"]
+        # retried every 0.2 s tick for > 4 s; logged once per 2 s (checkpoint.interval_seconds)
+        assert failures >= 10, body
+        assert 1 <= len(logged) <= 4 and logged[-1]["failures"] >= len(logged), logged
+        assert not (tmp_path / "checkpoint.json").exists()
+    finally:
+        exp.stop()
+
+
 def test_the_configmap_checkpoint_keeps_its_slower_rate_while_the_file_one_follows_every_ack(
         control_plane, namespace, tmp_path):
     cp = control_plane
