@@ -223,7 +223,11 @@ class CheckpointSettings:
     path: str | None = None                # file store: the checkpoint file (on a volume)
     namespace: str | None = None           # kubernetes store: namespace of the ConfigMap; None: own namespace
     name: str = "kube-event-exporter-checkpoint"  # kubernetes store: ConfigMap name
-    interval_seconds: float = 5.0          # save at most this often: bounds the repeat window after a crash
+    interval_seconds: float = 5.0          # kubernetes store (and none): save at most this often. Each save is
+    # a ConfigMap PUT, an etcd write every ConfigMap watcher sees: 5 s keeps it <= 0.2 writes/s at any Event rate
+    file_interval_seconds: float = 0.2     # file store: save this soon after the acknowledged position moves,
+    # at most this often. A SIGKILL repeats about this long of Events (plus what sinks held unconfirmed); a save
+    # is two fsyncs (~1-5 ms on a local disk, docs/BENCHMARKS.md): <= 5 saves/s, none while nothing moves
     key: str | None = None                 # stream key; None: derived from api, namespaces and selectors
 
 

@@ -8,18 +8,32 @@ model classes cost ~20x more than orjson on the hot path, so watch and list
 bodies are decoded here, by us, as plain dicts.
 
 Library errors are mapped onto exporter.errors at this boundary.
+
+Memory: ``import kubernetes`` runs the package's __init__, which imports every API
+and model class of ``kubernetes.client`` (with pydantic), plus dynamic, watch,
+stream, informer and leaderelection: ~17 MiB of RSS for the three modules used here
+(client.configuration, client.rest, config). :func:`_kubernetes` imports those alone
+(see its docstring); the rest of the package still loads on first use, if anything
+asks for it.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Iterator, Mapping
-from typing import Any, cast
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
 
 import urllib3
 
 from exporter import wire
 from exporter.errors import ApiError, ExporterError, Forbidden, Gone
+
+if TYPE_CHECKING:  # the one importer of kubernetes (import-linter), at run time through _kubernetes()
+    import kubernetes  # noqa: F401
 
 SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
@@ -56,14 +70,86 @@ def error_from(status: int, body: bytes, headers: Mapping[str, str] | None = Non
     return ApiError(status, message, retry)
 
 
+def _bare_package(name: str, directory: Path, **names: Any) -> ModuleType:
+    """Register package ``name`` without running its __init__: its submodules import alone.
+
+    The first look-up of a name the bare package lacks runs the real __init__ in it, so
+    ``kubernetes.client.CoreV1Api`` and the like still work, only later.
+    """
+    spec = importlib.util.spec_from_file_location(name, directory / "__init__.py",
+                                                  submodule_search_locations=[str(directory)])
+    assert spec is not None and spec.loader is not None
+    loader = spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    mod.__dict__.update(names)
+
+    def complete(attr: str) -> Any:
+        for k in ("__getattr__", *names):  # once: the real __init__ defines (or lazily resolves) these
+            mod.__dict__.pop(k, None)
+        loader.exec_module(mod)
+        return getattr(mod, attr)
+    mod.__dict__["__getattr__"] = complete
+    sys.modules[name] = mod
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, mod)
+    return mod
+
+
+class _ApiClient:
+    """kubernetes.client.ApiClient on first use (kube_config builds one only to refresh an OIDC token)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        return importlib.import_module("kubernetes.client.api_client").ApiClient(*args, **kwargs)
+
+
+class _OAuth2Session:
+    """requests_oauthlib.OAuth2Session on first use (OIDC refresh only); it imports requests and oauthlib."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        return importlib.import_module("requests_oauthlib.oauth2_session").OAuth2Session(*args, **kwargs)
+
+
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)  # finds, does not import, a top-level package
+    return Path(spec.origin).parent if spec is not None and spec.origin else None
+
+
+def _kubernetes() -> tuple[Any, Any, Any]:
+    """The modules used here, (kubernetes.client.Configuration, kubernetes.config, kubernetes.client.rest).
+
+    When the ``kubernetes`` package is not imported yet, it and its ``client`` and ``utils``
+    subpackages are registered bare (:func:`_bare_package`) before the three modules are
+    imported; ``kubernetes.config`` takes ``ApiClient`` (which imports every model) from the
+    client package at import time, so that one name is :class:`_ApiClient`, resolved on use.
+    """
+    if "kubernetes" not in sys.modules and (root := _package_dir("kubernetes")) is not None:
+        oauth = _package_dir("requests_oauthlib")
+        if oauth is not None and "requests_oauthlib" not in sys.modules and "oauthlib" not in sys.modules:
+            # kubernetes.config imports both at import time for OIDC alone: requests and oauthlib, ~6 MiB
+            _bare_package("requests_oauthlib", oauth, OAuth2Session=_OAuth2Session)
+            oauthlib = importlib.import_module("oauthlib")  # its __init__ is a logger only
+            _bare_package("oauthlib.oauth2", Path(str(oauthlib.__file__)).parent / "oauth2")
+        _bare_package("kubernetes", root)
+        _bare_package("kubernetes.utils", root / "utils")
+        client_pkg = _bare_package("kubernetes.client", root / "client", ApiClient=_ApiClient)
+        configuration = importlib.import_module("kubernetes.client.configuration")
+        client_pkg.__dict__["Configuration"] = configuration.Configuration
+    # import_module, not `from kubernetes import config`: a from-import probes the bare package for the
+    # name first, and that look-up would run its __init__
+    config = importlib.import_module("kubernetes.config")
+    configuration = importlib.import_module("kubernetes.client.configuration")
+    rest = importlib.import_module("kubernetes.client.rest")
+    return configuration.Configuration, config, rest
+
+
 class KubeClient:
     """Minimal raw client: get/list/watch/create/update JSON against one apiserver."""
 
     def __init__(self, *, kubeconfig: str | None = None, context: str | None = None,
                  connect_timeout: float = 10.0) -> None:
-        from kubernetes import client, config
-
-        cfg = client.Configuration()
+        configuration, config, rest = _kubernetes()
+        cfg = configuration()
         try:
             if kubeconfig:
                 config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
@@ -80,7 +166,7 @@ class KubeClient:
             raise ExporterError(f"cannot read Kubernetes credentials: {exc}") from exc
         self._cfg = cfg
         self.host = cfg.host.rstrip("/")
-        self._pool = client.rest.RESTClientObject(cfg).pool_manager
+        self._pool: urllib3.PoolManager = rest.RESTClientObject(cfg).pool_manager
         self._connect_timeout = connect_timeout
 
     def own_namespace(self) -> str:
