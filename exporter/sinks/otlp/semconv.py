@@ -31,12 +31,12 @@ def otel_attributes(rec: dict[str, Any]) -> dict[str, str]:
     o = rec.get("object") or {}
     for ref in (o, o.get("owner"), rec.get("workload")):
         if ref:
-            prefix = OTEL_KIND.get(ref.get("kind"))  # type: ignore[arg-type]
+            prefix = OTEL_KIND.get(str(ref.get("kind")))
             if prefix is not None and prefix != "k8s.node" and ref.get("name"):
                 out[prefix + ".name"] = ref["name"]
                 if ref.get("uid"):
                     out[prefix + ".uid"] = ref["uid"]
-    prefix = OTEL_KIND.get(o.get("kind"))  # type: ignore[arg-type]
+    prefix = OTEL_KIND.get(str(o.get("kind")))
     if prefix is not None:
         for k, v in (o.get("labels") or {}).items():
             out[f"{prefix}.label.{k}"] = v
