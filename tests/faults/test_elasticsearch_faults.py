@@ -42,7 +42,7 @@ def test_opensearch_down_30s_and_exporter_sigkilled_meanwhile_loses_nothing_and_
     try:
         with Producer(cp, namespace, rate=10) as prod:
             first = start_exporter(cp, tmp_path, *args, "--set", "checkpoint.interval_seconds=100000",
-                                   name="first")
+                                   "--set", "checkpoint.file_interval_seconds=100000", name="first")
             runs.append(first)
             opensearch.wait_for_count(index, 30, timeout=60)
             down = time.monotonic()
