@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -292,8 +293,20 @@ class ControlPlane:
     def create_namespace(self, name: str, wait_default_sa: bool = True) -> str:
         self.kubectl("create", "namespace", name)
         if wait_default_sa and self.controller_manager is not None:
-            wait_until(lambda: self.kubectl("get", "serviceaccount", "default", "-n", name,
-                                            check=False).returncode == 0, 30, f"ServiceAccount default in {name}")
+            def has_sa() -> bool:
+                return self.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0
+            try:
+                wait_until(has_sa, 20, f"ServiceAccount default in {name}", proc=self.controller_manager)
+            except ComponentError:
+                # Seen once in a full run after forced compactions and apiserver restarts: the
+                # controller-manager alive but its serviceaccount controller no longer creating.
+                # Restart it (as a kubelet would restart a stuck static pod) and wait once more.
+                print(f"[controlplane] no ServiceAccount default in {name} after 20 s: restarting "
+                      f"kube-controller-manager\n{self.controller_manager.tail()}", file=sys.stderr)
+                self.controller_manager.stop()
+                self.controller_manager.start()
+                wait_until(has_sa, 45, f"ServiceAccount default in {name} (after restarting the controller-manager)",
+                           proc=self.controller_manager)
         return name
 
     def service_account_token(self, namespace: str, name: str, audience: str | None = None,

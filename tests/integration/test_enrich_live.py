@@ -140,7 +140,7 @@ spec:
             assert o["owner"]["kind"] == "ReplicaSet" and o["owner"]["name"].startswith("web-")
             assert r["workload"]["kind"] == "Deployment" and r["workload"]["name"] == "web"
             assert r["workload"]["uid"] == cp.kubectl_json("get", "deployment", "web", "-n", ns)["metadata"]["uid"]
-            assert r["node"] in nodes and r["node"] == bound[o["name"]]
+            assert r["node"] and r["node"] == bound[o["name"]]  # earlier tests may have left other KWOK nodes
         job = scheduled(recs, "nightly-")[0]
         assert job["enrichment"] == "complete", job
         assert job["object"]["owner"]["kind"] == "Job" and job["object"]["owner"]["name"] == "nightly-29000000"
