@@ -147,15 +147,8 @@ class Pipeline:
                             id=rec["id"], strings_cut=cut, record_bytes=len(line))
         if rec["message_truncated"]:
             self.stats.truncated += 1
-        with self._lock:
-            if self.closed:
-                return
-            self.seq = seq = self.seq + 1
-            for sink in self.sinks:
-                sink.send(seq, line, rec)
-            if rv and not stream.initial:
-                stream.ledger.position(seq, rv)
-                stream.last_seen = rv  # a watch delivers changes in resourceVersion order
+        if not self._send(stream, line, rec, rv, follows_watch=True):
+            return
         if self.live:
             self.stats.observe_lag(rec["timestamp"])
 
@@ -182,15 +175,27 @@ class Pipeline:
             if position:
                 self.advance(stream, position)
             return
-        line = _dumps(rec, option=_OPT)
+        self._send(stream, _dumps(rec, option=_OPT), rec, position, follows_watch=False)
+
+    def _send(self, stream: Stream, line: bytes, rec: dict[str, Any], position: str | None, *,
+              follows_watch: bool) -> bool:
+        """Hand one encoded record to every sink under the next seq and record its position in the
+        stream's ledger (outside an initial state); False once the pipeline is closed.
+
+        ``follows_watch``: the position is the Event's own resourceVersion, so it is also the last one seen
+        (a watch delivers changes in resourceVersion order); a derived record's position is not.
+        """
         with self._lock:
             if self.closed:
-                return
+                return False
             self.seq = seq = self.seq + 1
             for sink in self.sinks:
                 sink.send(seq, line, rec)
             if position and not stream.initial:
                 stream.ledger.position(seq, position)
+                if follows_watch:
+                    stream.last_seen = position
+            return True
 
     def advance(self, stream: Stream, position: str) -> None:
         """The stream reached ``position`` without a record (a source that keeps its own resourceVersion)."""
