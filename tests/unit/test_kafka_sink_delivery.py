@@ -16,6 +16,25 @@ from exporter.settings import KafkaSettings
 from exporter.sinks.kafka import KafkaSink, SinkInterrupted
 
 
+class FakeMessage:
+    """What a delivery report carries (confluent_kafka.Message): the value and key, the latency."""
+
+    def __init__(self, topic, value, key, headers):
+        self._topic, self._value, self._key = topic, value, key
+
+    def value(self):
+        return self._value
+
+    def key(self):
+        return self._key
+
+    def topic(self):
+        return self._topic
+
+    def latency(self):
+        return 0.001
+
+
 class FakeProducer:
     """Queues produce() calls; poll() serves delivery reports as the test's `outcome(msg)` says:
     None -> delivered, a KafkaError -> failed, "hold" -> stays queued."""
@@ -33,7 +52,9 @@ class FakeProducer:
         self.purged = False
         FakeProducer.instances.append(self)
 
-    def produce(self, topic, value, key=None, headers=None, on_delivery=None):
+    def produce(self, topic, value=None, key=None, partition=-1, callback=None, on_delivery=None, timestamp=0,
+                headers=None):  # confluent_kafka's positional order
+        on_delivery = callback or on_delivery
         with self.lock:
             if self.buffer_full:
                 self.buffer_full -= 1
@@ -52,7 +73,7 @@ class FakeProducer:
         for m, cb, r in ready:
             if r is None:
                 self.delivered.append(m)
-            cb(r, None)
+            cb(r, FakeMessage(*m))
         if not ready:
             time.sleep(min(timeout, 0.01))
         return len(ready)
@@ -128,9 +149,12 @@ def test_watermark_waits_for_the_oldest_undelivered_record():
     sink, p, _ = make()
     try:
         p.outcome = lambda m: "hold" if m[1] == b'{"n":2}' else None
-        for i in (1, 2, 3, 5):   # seqs need not be contiguous (other sinks' filters)
+        sink.send(1, line(1), rec(1))
+        sink.flush()             # the source is about to wait: 1 is acknowledged as soon as it is reported
+        for i in (2, 3, 5):      # seqs need not be contiguous (other sinks' filters)
             sink.send(i, line(i), rec(i))
         wait_for(lambda: len(p.delivered) == 3)
+        time.sleep(0.3)          # the poller has sealed the group of 2, 3, 5 meanwhile
         assert sink.acked() == 1                 # 3 and 5 delivered, 2 not: never past 2
         p.outcome = lambda m: None
         wait_for(lambda: sink.acked() == 5)
@@ -389,5 +413,31 @@ def test_many_records_out_of_order_reports():
             assert w < i + 1
         wait_for(lambda: sink.acked() == 500)
         assert sorted(m[1] for m in p.delivered) == sorted(line(i)[:-1] for i in range(1, 501))
+    finally:
+        sink.close(1)
+
+
+def test_a_failed_record_leaves_its_group_alone():
+    """Reports come per group of records; a failure report is matched to its record (by value and key): only
+    that record is produced again, its neighbours are acknowledged once, without duplicates."""
+    sink, p, stats = make()
+    try:
+        failed_once = []
+
+        def outcome(m):
+            if m[1] == line(37)[:-1] and not failed_once:
+                failed_once.append(m)
+                return KafkaError(KafkaError._MSG_TIMED_OUT)
+            return None
+        p.outcome = outcome
+        for i in range(1, 101):
+            sink.send(i, line(i), rec(i))
+        sink.flush()
+        wait_for(lambda: sink.acked() == 100)
+        produced = [m[1] for m in p.produced]
+        assert produced.count(line(37)[:-1]) == 2
+        assert sorted(set(produced)) == sorted(line(i)[:-1] for i in range(1, 101)) and len(produced) == 101
+        assert metric(sink, "kee_kafka_failed") == 1 and metric(sink, "kee_kafka_delivered") == 100
+        assert metric(sink, "kee_kafka_delivery_latency_seconds") > 0
     finally:
         sink.close(1)

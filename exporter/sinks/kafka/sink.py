@@ -6,26 +6,34 @@ docs/kafka.md is the user's view; this is the design. Built on exporter/sinks/de
     send(seq, line, record)
       | Delivery.admit: wait while in flight >= max_in_flight_records / _bytes (backpressure,
       |   serving delivery reports meanwhile; interruptible)
-      | remember the message in _pending (to produce it again)
       v
-    Producer.produce(topic, value, key, headers, on_delivery)   (BufferError: poll, retry)
+    Producer.produce(topic, value, key, headers, callback=the current _Group)
+      | the record joins the group (kept to produce it again); a group is sealed every POLL_EVERY
+      | sends, at flush() (the source is about to wait), when send() waits for room, or by the
+      | poller thread when it stayed open across two of its rounds
       .
-      .  Producer.poll() -> delivery report: on the sending thread every POLL_EVERY sends and while
+      .  Producer.poll() -> delivery reports: on the sending thread every POLL_EVERY sends and while
       .  it waits for room; on the poller thread when the sending thread is idle (a quiet watch)
       v
-    delivered -> Delivery.confirm(seq)            -> acked() watermark moves
-    failed    -> classify (errors.py): transient | condition (loud, metric)
-              -> re-produce after backoff (never dropped, never acknowledged)
+    delivered -> counted by its group (no lock, no per-record bookkeeping); once every record of a
+                 sealed group is reported: Delivery.confirm_many(its seqs) -> acked() watermark moves
+    failed    -> the record leaves its group as a _Msg of its own (found by value and key);
+                 classify (errors.py): transient | condition (loud, metric)
+              -> re-produced after backoff with its own callback (never dropped, never acknowledged)
 
+One callback object per group rather than one per record: a delivery report costs a
+counter step instead of a per-record lookup, lock and acknowledgement (issue 16).
 librdkafka retries on its own (idempotently, in order) for up to delivery_timeout_ms;
 after that, or for an error it does not retry, the delivery report carries the error
 and the sink re-produces the record after the shared backoff. A producer-level fatal
 error (idempotence broken: err.fatal()) replaces the producer and re-produces
-everything still pending. Secrets are masked in every text logged (config.Redactor).
+everything not yet confirmed (for a group still open: all of its records; duplicates
+possible). Secrets are masked in every text logged (config.Redactor).
 """
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import threading
 import time
@@ -87,6 +95,49 @@ class _Msg:
         return str(rid) if rid is not None else None
 
 
+class _Group:
+    """Records produced one after another with one delivery callback: the group itself.
+
+    A success report only steps ``count`` (itertools.count: one C call, atomic under the GIL,
+    so two threads serving reports at once never lose a step); the group is complete when
+    the count reaches ``total`` = its records + 1, the +1 being the seal's own step (so
+    whoever steps last, a report or the seal, completes it, exactly once). A failed record
+    leaves the group (``failed``) and is retried on its own; ``dead`` once completed or
+    replaced (a producer reset): later reports about it are ignored.
+    """
+    __slots__ = ("sink", "seqs", "msgs", "size", "count", "total", "lats", "failed", "dead", "requeue", "born")
+
+    def __init__(self, sink: KafkaSink) -> None:
+        self.sink = sink
+        self.seqs: list[int] = []
+        self.msgs: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]] | None]] = []
+        self.size = 0
+        self.count = itertools.count(1).__next__
+        self.total = 0                   # set when sealed
+        self.lats: list[float | None] = []
+        self.failed: set[int] | None = None
+        self.dead = False
+        self.requeue = False             # a failure report could not be matched: produce all again
+        self.born = time.monotonic()
+
+    def __call__(self, err: KafkaError | None, kmsg: Any) -> None:  # confluent_kafka's on_delivery(err, msg)
+        if err is None:
+            self.lats.append(kmsg.latency())
+            if self.count() == self.total:
+                self.sink._group_done(self)
+        else:
+            self.sink._group_failed(self, err, kmsg)
+
+    def find(self, kmsg: Any) -> int | None:
+        """The index of the record a failure report is about (by value and key), not yet failed."""
+        value, key = kmsg.value(), kmsg.key()
+        failed = self.failed or ()
+        for i, m in enumerate(self.msgs):
+            if m[1] == value and m[2] == key and i not in failed:
+                return i
+        return None
+
+
 class KafkaSink(Sink):
     """See the module docstring."""
 
@@ -111,11 +162,14 @@ class KafkaSink(Sink):
                                  stats=self.stats, redact=self.redact)
         self._admit = self.delivery.admit
         self._confirm = self.delivery.acks.done       # Delivery.confirm without a call in between (hot path)
-        self._lock = threading.Lock()                 # _pending and _retry, against the delivery callbacks
+        self._lock = threading.Lock()                 # _pending, _retry and the groups, against the reports
         self._since_poll = 0                          # sends since the sending thread last polled
         self._main_polled = 0.0                       # when it last did (the poller thread then stays idle)
         self._header_cache: dict[tuple[Any, ...], list[tuple[str, bytes]]] = {}
-        self._pending: dict[int, _Msg] = {}   # seq -> record not yet delivered (in librdkafka or waiting to retry)
+        self._pending: dict[int, _Msg] = {}   # seq -> record on its own (failed once) not yet delivered
+        self._groups: set[_Group] = set()      # groups not yet complete (the open one included)
+        self._group = self._new_group()        # the open group: send() adds to it
+        self._seen_open: _Group | None = None  # the open group the poller saw last round
         self._retry: list[_Msg] = []           # heap by due time: failed records waiting for their backoff
         self._reset_needed: str | None = None
         self._largest_refused: _Msg | None = None  # the largest record refused as too large (named in the log)
@@ -154,7 +208,9 @@ class KafkaSink(Sink):
         self.delivery.interrupt()
 
     def flush(self) -> None:
-        """Nothing to do: librdkafka sends after linger_ms; delivery reports come on the poller thread."""
+        """The source is about to wait: seal the open group (librdkafka sends after linger_ms; delivery reports
+        come on the poller thread)."""
+        self._seal()
 
     # -- producer ---------------------------------------------------------------------
 
@@ -174,22 +230,118 @@ class KafkaSink(Sink):
     def send(self, seq: int, line: bytes, record: dict[str, Any]) -> None:
         size = len(line)
         self._admit(seq, size, self._serve)
-        msg = _Msg(seq, self._fixed_topic or self.topic.render(record), line[:-1], self._key(record),
-                   self._headers_for(record) if self._headers else None, size, time.monotonic(), self._on_delivery)
-        self._pending[seq] = msg  # only this thread adds; reports only remove (under the lock)
-        self._produce(msg)
+        topic = self._fixed_topic or self.topic.render(record)
+        value = line[:-1]
+        key = self._key(record)
+        headers = self._headers_for(record) if self._headers else None
+        with self._lock:
+            g: _Group | None = self._group
+            try:  # positional: produce(topic, value, key, partition, callback, on_delivery, timestamp, headers)
+                self._producer.produce(topic, value, key, -1, g, None, 0, headers)
+            except (BufferError, KafkaException):
+                g = None
+            else:
+                assert g is not None
+                g.seqs.append(seq)
+                g.msgs.append((topic, value, key, headers))
+                g.size += size
+        if g is None:  # librdkafka's queue is full, or it refused the record: the per-record path handles it
+            self._produce(_Msg(seq, topic, value, key, headers, size, time.monotonic(), self._on_delivery),
+                              register=True)
         # Serve delivery reports on this thread while it is busy sending: cheaper than handing the GIL
         # back and forth with the poller thread, which then stays idle (_poll_once).
         self._since_poll += 1
         if self._since_poll >= POLL_EVERY:
             self._since_poll = 0
+            self._seal()
             self._main_polled = time.monotonic()
             self._producer.poll(0)
 
     def _serve(self, timeout: float) -> None:
-        """What send() does while it waits for room: serve delivery reports."""
+        """What send() does while it waits for room: seal the open group, serve delivery reports."""
+        self._seal()
         self._main_polled = time.monotonic()
         self._producer.poll(timeout)
+
+    # -- groups -------------------------------------------------------------------------
+
+    def _new_group(self) -> _Group:
+        """A new open group (lock held, or before the poller starts)."""
+        g = _Group(self)
+        self._groups.add(g)
+        return g
+
+    def _seal(self) -> None:
+        """Close the open group: its record count is final; it completes once all are reported."""
+        with self._lock:
+            g = self._group
+            if not g.seqs:
+                return
+            g.total = len(g.seqs) + 1
+            self._group = self._new_group()
+        if g.count() == g.total:
+            self._group_done(g)
+
+    def _group_done(self, g: _Group) -> None:
+        """Every record of a sealed group is reported: acknowledge those delivered."""
+        with self._lock:
+            if g.dead:
+                return
+            g.dead = True
+            self._groups.discard(g)
+            self.latency_sum += sum(x for x in g.lats if x is not None)
+            failed = g.failed
+            if g.requeue:  # a failure report matched none of its records: produce them all again
+                again = self._split(g, range(len(g.seqs)))
+        if g.requeue:
+            for m in again:
+                self._schedule_retry(m)
+            return
+        if failed:
+            keep = [i for i in range(len(g.seqs)) if i not in failed]
+            self.delivery.confirm_many([g.seqs[i] for i in keep], sum(len(g.msgs[i][1]) + 1 for i in keep))
+        else:
+            self.delivery.confirm_many(g.seqs, g.size)
+
+    def _split(self, g: _Group, indexes: Any) -> list[_Msg]:
+        """Records of a group as records on their own, to produce again (lock held)."""
+        out = []
+        failed = g.failed or ()
+        for i in indexes:
+            if i in failed:
+                continue
+            topic, value, key, headers = g.msgs[i]
+            m = self._pending[g.seqs[i]] = _Msg(g.seqs[i], topic, value, key, headers, len(value) + 1, g.born,
+                                                self._on_delivery)
+            out.append(m)
+        return out
+
+    def _group_failed(self, g: _Group, err: KafkaError, kmsg: Any) -> None:
+        """A record of a group failed: it leaves the group and is retried on its own."""
+        msg = None
+        try:
+            with self._lock:
+                if g.dead:
+                    return  # a report about a record produced again since (a producer reset)
+                i = g.find(kmsg) if kmsg is not None else None
+                if i is None:
+                    g.requeue = True
+                else:
+                    msg = self._split(g, (i,))[0]
+                    if g.failed is None:
+                        g.failed = set()
+                    g.failed.add(i)
+            if msg is not None:
+                self._failed(msg, err, err.str())
+            else:
+                self.failed += 1
+                self.delivery.transient(err_kind(err), err.str())
+        except Exception as exc:  # noqa: BLE001 - a lost report would stall the watermark for good
+            g.requeue = True
+            self.stats.error("kafka", "delivery_callback")
+            log.error("kafka_delivery_callback_failed", error=self.redact(exc)[:300])
+        if g.count() == g.total:
+            self._group_done(g)
 
     def _headers_for(self, record: dict[str, Any]) -> list[tuple[str, bytes]]:
         """build_headers, cached: (type, reason, namespace, cluster) repeat across records."""
@@ -204,12 +356,16 @@ class KafkaSink(Sink):
             self._header_cache[k] = h
         return h
 
-    def _produce(self, msg: _Msg) -> None:
-        """Hand one record to librdkafka. Never called with the lock held (poll runs callbacks)."""
+    def _produce(self, msg: _Msg, register: bool = False) -> None:
+        """Hand one record on its own to librdkafka (``register``: a new one, into _pending). Never called with the
+        lock held (poll runs callbacks)."""
+        if register:
+            with self._lock:
+                self._pending[msg.seq] = msg
         while True:
             producer = self._producer
             try:
-                producer.produce(msg.topic, msg.value, msg.key, headers=msg.headers, on_delivery=msg)
+                producer.produce(msg.topic, msg.value, msg.key, -1, msg, None, 0, msg.headers)
                 return
             except BufferError:
                 # librdkafka's local queue is full: serve delivery reports, then try again
@@ -313,6 +469,10 @@ class KafkaSink(Sink):
         else:
             self._producer.poll(wait)
         self._retry_due()
+        g = self._group
+        if g is self._seen_open:  # open across two rounds (a sender that went quiet without flush): seal it
+            self._seal()
+        self._seen_open = self._group if self._group.seqs else None
         self.delivery.check_recovered()
 
     def _retry_due(self) -> None:
@@ -328,24 +488,31 @@ class KafkaSink(Sink):
             self._produce(m)
 
     def _reset(self) -> None:
-        """The producer hit a fatal error (err.fatal()): replace it, produce everything pending again."""
+        """The producer hit a fatal error (err.fatal()): replace it, produce everything not confirmed again."""
         why, self._reset_needed = self._reset_needed, None
         old = self._producer
         self.producer_resets += 1
-        log.error("kafka_producer_reset", error=self.redact(why)[:500], in_flight=len(self._pending),
-                  action="a new producer re-sends every record not yet delivered (duplicates possible)")
+        new = self._new_producer()
         with self._lock:
+            self._producer = new  # send() produces under the lock: from here on, to the new producer
             pending = []
             for seq in sorted(self._pending):
                 m = self._pending[seq] = self._pending[seq].copy()  # reports about the old copy are ignored
                 pending.append(m)
+            for g in self._groups:  # reports about them are ignored; their records go again on their own
+                g.dead = True
+                pending.extend(self._split(g, range(len(g.seqs))))
+            self._groups.clear()
+            self._group = self._new_group()
             self._retry.clear()
+        pending.sort(key=lambda m: m.seq)
+        log.error("kafka_producer_reset", error=self.redact(why)[:500], in_flight=len(pending),
+                  action="a new producer re-sends every record not yet delivered (duplicates possible)")
         try:
             old.purge(in_queue=True, in_flight=True, blocking=False)
             old.poll(0)
         except Exception:  # noqa: BLE001 - the old producer is being discarded anyway
             pass
-        self._producer = self._new_producer()
         for m in pending:
             self.delivery.retries += 1
             self._produce(m)
@@ -356,8 +523,10 @@ class KafkaSink(Sink):
         """Deliver what is in flight for up to timeout seconds; what is left stays unacknowledged (SinkFatal)."""
         self._closing = True
         self.interrupt()
+        self._seal()
         deadline = time.monotonic() + timeout
-        while self._pending and time.monotonic() < deadline:
+        acks = self.delivery.acks
+        while acks.in_flight() and time.monotonic() < deadline:
             with self._lock:
                 for m in self._retry:  # on the way out, do not wait for backoff: try now
                     m.due = 0.0
@@ -368,7 +537,7 @@ class KafkaSink(Sink):
             self._producer.flush(0)
         except Exception:  # noqa: BLE001
             pass
-        if self._pending:
+        if acks.in_flight():
             self.delivery.abort()
             self.delivery.undelivered(timeout)
         log.info("kafka_sink_closed", delivered=self.delivery.confirmed, retried=self.delivery.retries,
