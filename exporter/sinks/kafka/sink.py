@@ -161,6 +161,7 @@ class KafkaSink(Sink):
                                                  cfg.retry_backoff_max_ms / 1000.0),
                                  stats=self.stats, redact=self.redact)
         self._admit = self.delivery.admit
+        self._serve_cb = self._serve                  # one bound method, not one per send
         self._confirm = self.delivery.acks.done       # Delivery.confirm without a call in between (hot path)
         self._lock = threading.Lock()                 # _pending, _retry and the groups, against the reports
         self._since_poll = 0                          # sends since the sending thread last polled
@@ -229,23 +230,23 @@ class KafkaSink(Sink):
 
     def send(self, seq: int, line: bytes, record: dict[str, Any]) -> None:
         size = len(line)
-        self._admit(seq, size, self._serve)
+        self._admit(seq, size, self._serve_cb)
         topic = self._fixed_topic or self.topic.render(record)
         value = line[:-1]
         key = self._key(record)
         headers = self._headers_for(record) if self._headers else None
         with self._lock:
-            g: _Group | None = self._group
+            g = self._group
             try:  # positional: produce(topic, value, key, partition, callback, on_delivery, timestamp, headers)
                 self._producer.produce(topic, value, key, -1, g, None, 0, headers)
             except (BufferError, KafkaException):
-                g = None
+                queued = False
             else:
-                assert g is not None
+                queued = True
                 g.seqs.append(seq)
                 g.msgs.append((topic, value, key, headers))
                 g.size += size
-        if g is None:  # librdkafka's queue is full, or it refused the record: the per-record path handles it
+        if not queued:  # librdkafka's queue is full, or it refused the record: the per-record path handles it
             self._produce(_Msg(seq, topic, value, key, headers, size, time.monotonic(), self._on_delivery),
                               register=True)
         # Serve delivery reports on this thread while it is busy sending: cheaper than handing the GIL
@@ -492,9 +493,12 @@ class KafkaSink(Sink):
         why, self._reset_needed = self._reset_needed, None
         old = self._producer
         self.producer_resets += 1
-        new = self._new_producer()
-        with self._lock:
-            self._producer = new  # send() produces under the lock: from here on, to the new producer
+        with self._lock:  # send() produces under the lock: nothing reaches the old producer after its purge
+            try:
+                old.purge(in_queue=True, in_flight=True, blocking=False)
+            except Exception:  # noqa: BLE001 - the old producer is being discarded anyway
+                pass
+            self._producer = self._new_producer()
             pending = []
             for seq in sorted(self._pending):
                 m = self._pending[seq] = self._pending[seq].copy()  # reports about the old copy are ignored
@@ -509,9 +513,8 @@ class KafkaSink(Sink):
         log.error("kafka_producer_reset", error=self.redact(why)[:500], in_flight=len(pending),
                   action="a new producer re-sends every record not yet delivered (duplicates possible)")
         try:
-            old.purge(in_queue=True, in_flight=True, blocking=False)
-            old.poll(0)
-        except Exception:  # noqa: BLE001 - the old producer is being discarded anyway
+            old.poll(0)  # its reports (purged) are ignored
+        except Exception:  # noqa: BLE001
             pass
         for m in pending:
             self.delivery.retries += 1
