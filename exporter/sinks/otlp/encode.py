@@ -163,11 +163,21 @@ def _go_time_field(tag: bytes, key: str) -> Callable[[Any], bytes]:
     return make
 
 
-def _fixed_time(tag: bytes) -> Callable[[Any], bytes]:
-    def make(ts: Any) -> bytes:
+class _TimeCache(dict[Any, bytes]):
+    """RFC 3339 text -> its fixed64 field (``tag``), computed in __missing__ itself (half the records miss)."""
+
+    __slots__ = ("_tag",)
+
+    def __init__(self, tag: bytes) -> None:
+        super().__init__()
+        self._tag = tag
+
+    def __missing__(self, ts: Any) -> bytes:
+        if len(self) >= 4096:
+            self.clear()
         t = ts_nanos(ts)
-        return tag + _fixed64(t) if t else b""
-    return make
+        b = self[ts] = self._tag + _fixed64(t) if t else b""
+        return b
 
 
 class Encoder:
@@ -205,11 +215,12 @@ class Encoder:
         self._fast_caches = (texts["node"], texts["kind"], texts["fpath"], texts["apiv"], texts["rns"],
                              texts["reason"], texts["action"], texts["lns"], texts["count"], texts["rctl"],
                              texts["rinst"], _Cache(_go_time_field(A, "k8s.event.start_time")),
-                             _Cache(_fixed_time(b"\x09"), 4096), _Cache(_fixed_time(b"\x59"), 4096),
+                             _TimeCache(b"\x09"), _TimeCache(b"\x59"),
                              _Cache(self._severity, 64))
         self._fast_tables = tuple(_str_prefixes(tag, key) for tag, key in (
             (R, "k8s.object.name"), (R, "k8s.object.uid"), (R, "k8s.object.resource_version"),
-            (A, "k8s.event.name"), (A, "k8s.event.uid"), (A, "k8s.event.resource_version")))
+            (A, "k8s.event.name"), (A, "k8s.event.uid"), (A, "k8s.event.resource_version"),
+            (R, "k8s.node.name"), (A, "k8s.event.reporting_instance")))
         # the body: LogRecord field 5, an AnyValue holding field 1, the string
         self._body = [b"\x2a" + _vi(1 + len(_vi(n)) + n) + b"\x0a" + _vi(n) for n in range(4096)]
         self._fast = self._fast_path()
@@ -235,7 +246,7 @@ class Encoder:
         (c_node, c_kind, c_fpath, c_apiv, c_rns, c_reason, c_action, c_lns, c_count, c_rctl, c_rinst, c_start,
          c_time, c_observed, c_sev) = self._fast_caches
         (t_oname, f_oname), (t_ouid, f_ouid), (t_orv, f_orv), (t_ename, f_ename), (t_euid, f_euid), \
-            (t_erv, f_erv) = self._fast_tables
+            (t_erv, f_erv), (t_node, f_node), (t_rinst, f_rinst) = self._fast_tables
         static, scope, t_body, vi, semconv = self._static, self._scope, self._body, _VI, _semconv
         nscope = len(scope) + 1
         VN = _VN
@@ -248,6 +259,9 @@ class Encoder:
             ev = g("event") or empty
             og, eg = o.get, ev.get
             ns = og("namespace")
+            v = g("node") or g("source_host")  # node names and reporting instances hardly repeat: not cached
+            node = v.encode() if v is not None else b""
+            n0 = len(node)
             v = og("name")
             oname = v.encode() if v is not None else b""
             v = og("uid")
@@ -256,7 +270,7 @@ class Encoder:
             orv = v.encode() if v is not None else b""
             n1, n2, n3 = len(oname), len(ouid), len(orv)
             res = b"".join((
-                static, c_node[g("node") or g("source_host")], c_kind[og("kind")],
+                static, t_node[n0] if n0 < T else f_node(n0), node, c_kind[og("kind")],
                 t_oname[n1] if n1 < T else f_oname(n1), oname,
                 t_ouid[n2] if n2 < T else f_ouid(n2), ouid,
                 c_fpath[og("field_path")], c_apiv[og("api_version")],
@@ -277,6 +291,12 @@ class Encoder:
             c = g("count")
             rc = g("reporting_controller")
             ri = g("reporting_instance")
+            if ri:
+                rinst = ri.encode()
+                n0 = len(rinst)
+                rinst = (t_rinst[n0] if n0 < T else f_rinst(n0)) + rinst
+            else:
+                rinst = b""
             lr = b"".join((
                 c_time[g("timestamp")], c_sev[g("type")],
                 t_body[nb] if nb < 4096 else b"\x2a" + _vi(1 + len(_vi(nb)) + nb) + b"\x0a" + _vi(nb), body,
@@ -286,7 +306,7 @@ class Encoder:
                 c_lns[ns],
                 c_count[c] if type(c) is int and c != 0 else b"",
                 t_erv[n3] if n3 < T else f_erv(n3), erv,
-                c_rctl[rc] if rc else b"", c_rinst[ri] if ri else b"",
+                c_rctl[rc] if rc else b"", rinst,
                 c_observed[g("observed_timestamp")],
             ))
             nl = len(lr)
