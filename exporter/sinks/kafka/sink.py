@@ -167,6 +167,7 @@ class KafkaSink(Sink):
         self._since_poll = 0                          # sends since the sending thread last polled
         self._main_polled = 0.0                       # when it last did (the poller thread then stays idle)
         self._header_cache: dict[tuple[Any, ...], list[tuple[str, bytes]]] = {}
+        self._key_headers = self._meta_fn(cfg.key, cfg.headers)
         self._pending: dict[int, _Msg] = {}   # seq -> record on its own (failed once) not yet delivered
         self._groups: set[_Group] = set()      # groups not yet complete (the open one included)
         self._group = self._new_group()        # the open group: send() adds to it
@@ -233,8 +234,7 @@ class KafkaSink(Sink):
         self._admit(seq, size, self._serve_cb)
         topic = self._fixed_topic or self.topic.render(record)
         value = line[:-1]
-        key = self._key(record)
-        headers = self._headers_for(record) if self._headers else None
+        key, headers = self._key_headers(record)
         with self._lock:
             g = self._group
             try:  # positional: produce(topic, value, key, partition, callback, on_delivery, timestamp, headers)
@@ -356,6 +356,26 @@ class KafkaSink(Sink):
                 self._header_cache.clear()
             self._header_cache[k] = h
         return h
+
+    def _meta_fn(self, key_mode: str, headers: bool) -> Callable[[dict[str, Any]], tuple[bytes | None,
+                                                                                  list[tuple[str, bytes]] | None]]:
+        """record -> (key, headers) in one call (message_key and _headers_for, which it equals, share the
+        record's ``event``)."""
+        key_of, cache = self._key, self._header_cache
+        if not headers:
+            return lambda record: (key_of(record), None)
+        headers_for = self._headers_for
+
+        def event_uid(record: dict[str, Any]) -> tuple[bytes | None, list[tuple[str, bytes]] | None]:
+            ev = record.get("event")
+            if type(ev) is not dict:
+                return key_of(record), headers_for(record)
+            uid = ev.get("uid")
+            h = cache.get((record.get("type"), record.get("reason"), ev.get("namespace"), record.get("cluster")))
+            return uid.encode() if uid else None, h if h is not None else headers_for(record)
+        if key_mode == "event_uid":
+            return event_uid
+        return lambda record: (key_of(record), headers_for(record))
 
     def _produce(self, msg: _Msg, register: bool = False) -> None:
         """Hand one record on its own to librdkafka (``register``: a new one, into _pending). Never called with the
