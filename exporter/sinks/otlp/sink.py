@@ -89,7 +89,7 @@ class OtlpSink(BatchingSink):
         self.stats = stats if stats is not None else Stats()
         self._transport = transport if transport is not None else build_transport(self.resolved)
         self._encoder = Encoder(static_resource(cluster, cfg.resource_attributes, env))
-        self._encode = self._encoder.encode
+        self._encode = self._encoder.fast
         self.rejected = 0
         delivery = Delivery(self.name, max_records=cfg.max_in_flight_records, max_bytes=cfg.max_in_flight_bytes,
                             backoff=Backoff(cfg.retry_backoff_initial_seconds, cfg.retry_backoff_max_seconds),
