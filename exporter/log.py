@@ -36,7 +36,7 @@ finally:
     if _HIDDEN:
         del sys.modules["rich"]
 
-from exporter.redact import scrub_value
+from exporter.redact import scrub_value  # noqa: E402 - after structlog, which loads without rich (above)
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 NAME = "kube-event-exporter"
