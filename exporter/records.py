@@ -102,11 +102,19 @@ def utc(s: str) -> str | None:
     ``+hh:mm`` offset, converted). Refused (None): no offset (the zone is unknown),
     impossible dates or times (month 13, Feb 30, second 60), epoch numbers, words.
     """
-    c = _seen.get(s)
+    c = _seen_get(s)
     if c is None:
         if len(s) > 40:
             return None  # longer than any RFC 3339 time with 9 sub-second digits and an offset
-        c = _canonical(s)
+        if s[4:20:3] in _SEPARATORS and s[-1:] == "Z" and len(s) < 31 and len(s) != 21:
+            # Already UTC with Z (nearly always): the shape is right, the C parser checks digits and ranges.
+            try:
+                _fromisoformat(s)
+                c = s
+            except ValueError:
+                c = ""
+        else:
+            c = _canonical(s)
         if len(_seen) >= 4096:
             _seen.clear()
         _seen[s] = c
@@ -228,6 +236,8 @@ def record(ev: Event, update: bool, cluster: str | None, max_message_bytes: int,
             first_ts = _first_time((first, event_time, created), "first_timestamp", bad)
     if created is None:
         created_ts = None
+    elif created == occurred and bad is None:
+        created_ts = ts  # the same text, already found valid
     else:
         created_ts = _seen_get(created) or utc(created)
         if created_ts is None:
