@@ -47,11 +47,15 @@ class Ledger:
     backpressure holds that one for as long as its outage lasts).
     """
 
-    __slots__ = ("_entries", "_lock", "committed")
+    __slots__ = ("_entries", "_lock", "committed", "add")
 
     def __init__(self, start_rv: str | None = None) -> None:
         self._entries: deque[tuple[int, str]] = deque()
         self._lock = threading.Lock()
+        #: ``add((seq, rv))``: :meth:`position` for a seq newer than every entry's (a record just handed
+        #: out), on the hot path: one deque append, no lock (append and advance's popleft are atomic and
+        #: work at opposite ends; the one writer, the pipeline, holds its own lock).
+        self.add = self._entries.append
         #: The rv up to which everything is confirmed (what a checkpoint saves).
         self.committed: str | None = start_rv
 

@@ -48,6 +48,21 @@ def version() -> str:
         return __version__
 
 
+class _Version(argparse.Action):
+    """--version, resolved only when asked for: importlib.metadata costs more start-up CPU than a whole
+    replay of a thousand lines (issue 16), and every other start would pay it to build the parser."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:  # noqa: A002 - argparse's name
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0,
+                         help=help or "show program's version number and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog} {version()}")
+        parser.exit()
+
+
 def _flags(p: argparse.ArgumentParser, prefix: str) -> None:
     """The flags every command takes. Defaults are SUPPRESS: absent means "not given", merged in main()."""
     d = argparse.SUPPRESS
@@ -85,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
         "resuming from the last acknowledged resourceVersion."),
         epilog="Exit codes: 0 done, 1 runtime failure, 2 bad configuration or usage, "
                "3 cannot authenticate or forbidden. Settings: docs/configuration.md.")
-    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    p.add_argument("--version", action=_Version)
     _flags(p, "")
     commands = p.add_subparsers(dest="command", metavar="{run,replay}")
     run = commands.add_parser("run", help="watch the cluster and export (the default)",

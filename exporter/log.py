@@ -23,9 +23,20 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
-import structlog
+# structlog imports rich, when it is installed, for pretty tracebacks in its console renderer. The image
+# does not install rich (only the dev venv has it, for import-linter); importing it anyway costs more
+# start-up CPU than the rest of structlog (issue 16): hide it while structlog loads, so both behave
+# like the image (plain tracebacks). Someone who imported rich before us keeps it.
+_HIDDEN = "rich" not in sys.modules
+if _HIDDEN:
+    sys.modules["rich"] = None  # type: ignore[assignment]  # "import rich" now raises ImportError
+try:
+    import structlog
+finally:
+    if _HIDDEN:
+        del sys.modules["rich"]
 
-from exporter.redact import scrub_value
+from exporter.redact import scrub_value  # noqa: E402 - after structlog, which loads without rich (above)
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 NAME = "kube-event-exporter"

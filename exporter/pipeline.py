@@ -26,12 +26,16 @@ from typing import Any
 from exporter import log, wire
 from exporter.acks import Ledger, rv_newer
 from exporter.metrics import Stats
-from exporter.records import FAST_LIMIT, bound, clock, normalise
+from exporter.records import FAST_LIMIT, bound, clock, record
 from exporter.sinks.base import Sink
-from exporter.wire import Event
+from exporter.wire import Event, Record, record_dict
 
 _dumps = wire.dumps
+_encode_record = wire.encode_record
 _OPT = wire.OPT_APPEND_NEWLINE
+#: What send() gets as the record when no sink reads it (Sink.reads_record) and no filter,
+#: enrichment or count_delta needs it: the dict is then never built. Never written to.
+NO_RECORD: dict[str, Any] = {}
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
@@ -73,6 +77,10 @@ class Pipeline:
         self.closed = False  # set on shutdown: nothing more is handed to sinks or recorded
         self.streams: dict[str, Stream] = {}
         self._lock = threading.Lock()
+        #: No sink reads the record dict in send() (Sink.reads_record; a duck-typed sink does), and no filter
+        #: or count_delta does: a record is encoded from its struct, no dict is built (the hot path).
+        self._plain = (predicate is None and not self.count_delta
+                       and not any(getattr(s, "reads_record", True) for s in sinks))
 
     def stream(self, key: str, start_rv: str | None) -> Stream:
         s = self.streams[key] = Stream(key, start_rv)
@@ -100,7 +108,27 @@ class Pipeline:
                 stats.relist_deduplicated += 1  # a relist item the watch delivered before the 410
                 return
             stats.received_occurrences += 1
-            self._occurrence(stream, obj, etype == "MODIFIED", rv)
+            r = record(obj, etype == "MODIFIED", self.cluster, self.max_message_bytes, self.observed)
+            if self._plain and r.invalid_timestamps is None and self.enrich is None:
+                # The common case, inlined (_occurrence and _send): no dict, no filter, one encode.
+                line = _encode_record(r) + b"\n"
+                size, msg = len(line), r.message
+                if size <= self.max_record_bytes and (size - len(msg) if msg else size) <= FAST_LIMIT:
+                    if r.message_truncated:
+                        stats.truncated += 1
+                    with self._lock:
+                        if self.closed:
+                            return  # type: ignore[unreachable]  # closed by another thread meanwhile
+                        self.seq = seq = self.seq + 1
+                        for sink in self.sinks:
+                            sink.send(seq, line, NO_RECORD)
+                        if rv and not stream.initial:
+                            stream.ledger.add((seq, rv))
+                            stream.last_seen = rv
+                    if self.live:
+                        stats.observe_lag(r.timestamp)
+                    return
+            self._occurrence(stream, r, rv)
         elif etype == "BOOKMARK":
             stats.bookmarks += 1
             if stream.initial:
@@ -120,31 +148,46 @@ class Pipeline:
             self.report("watch_envelope_unknown", "input", "unknown_envelope", stream=stream.key,
                         type=str(etype)[:40], resource_version=rv)
 
-    def _occurrence(self, stream: Stream, obj: Event, update: bool, rv: str | None) -> None:
-        rec = normalise(obj, update, cluster=self.cluster, max_message_bytes=self.max_message_bytes,
-                        observed=self.observed)
-        bad_times = rec.get("invalid_timestamps")
+    def _occurrence(self, stream: Stream, r: Record, rv: str | None) -> None:
+        bad_times = r.invalid_timestamps
         if bad_times is not None:
-            self.report("record_timestamp_invalid", "records", "invalid_timestamp", stream=stream.key, id=rec["id"],
+            self.report("record_timestamp_invalid", "records", "invalid_timestamp", stream=stream.key, id=r.id,
                         nulled_or_replaced=bad_times)
-        if self.count_delta and not self._delta(rec):
-            self.stats.filtered += 1
-            self._position_if(stream, rv)
-            return
-        if self.enrich is not None:  # after count_delta: a suppressed repeat costs no lookup
-            self.enrich(rec)
-        if self.predicate is not None and not self.predicate(rec):
-            self.stats.filtered += 1
-            self._position_if(stream, rv)
-            return
-        line = _dumps(rec, option=_OPT)
-        size, msg = len(line), rec["message"]
+        if not self._plain or self.enrich is not None:
+            rec = record_dict(r)
+            if self.count_delta and not self._delta(rec):
+                self.stats.filtered += 1
+                self._position_if(stream, rv)
+                return
+            if self.enrich is not None:  # after count_delta: a suppressed repeat costs no lookup
+                self.enrich(rec)
+            if self.predicate is not None and not self.predicate(rec):
+                self.stats.filtered += 1
+                self._position_if(stream, rv)
+                return
+            line = _dumps(rec, option=_OPT)
+            msg = rec["message"]
+        else:  # no filter, no enrichment, no sink that reads the dict: encode the struct, build no dict
+            rec = NO_RECORD
+            line = _encode_record(r) + b"\n"
+            msg = r.message
+        size = len(line)
         # records.within_field_bounds, inlined: no string but the message can be over its bound
         if size > self.max_record_bytes or (size - len(msg) if msg else size) > FAST_LIMIT:
+            if rec is NO_RECORD:
+                rec = record_dict(r)
             line, cut = bound(rec, line, self.max_record_bytes)
             if cut:
                 self.report("record_strings_truncated", "records", "string_truncated", stream=stream.key,
                             id=rec["id"], strings_cut=cut, record_bytes=len(line))
+        if rec is NO_RECORD:
+            if r.message_truncated:
+                self.stats.truncated += 1
+            if not self._send(stream, line, rec, rv, follows_watch=True):
+                return
+            if self.live:
+                self.stats.observe_lag(r.timestamp)
+            return
         if rec["message_truncated"]:
             self.stats.truncated += 1
         if not self._send(stream, line, rec, rv, follows_watch=True):

@@ -22,7 +22,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from exporter import wire
-from exporter.wire import LONG_MAX, Event, Meta, Ref, Source, fingerprint, free_text
+from exporter.wire import (
+    LONG_MAX,
+    Event,
+    Meta,
+    Record,
+    RecordEvent,
+    RecordRef,
+    Ref,
+    Source,
+    fingerprint,
+    free_text,
+    record_dict,
+)
 
 SCHEMA_VERSION = "1"
 
@@ -90,11 +102,19 @@ def utc(s: str) -> str | None:
     ``+hh:mm`` offset, converted). Refused (None): no offset (the zone is unknown),
     impossible dates or times (month 13, Feb 30, second 60), epoch numbers, words.
     """
-    c = _seen.get(s)
+    c = _seen_get(s)
     if c is None:
         if len(s) > 40:
             return None  # longer than any RFC 3339 time with 9 sub-second digits and an offset
-        c = _canonical(s)
+        if s[4:20:3] in _SEPARATORS and s[-1:] == "Z" and len(s) < 31 and len(s) != 21:
+            # Already UTC with Z (nearly always): the shape is right, the C parser checks digits and ranges.
+            try:
+                _fromisoformat(s)
+                c = s
+            except ValueError:
+                c = ""
+        else:
+            c = _canonical(s)
         if len(_seen) >= 4096:
             _seen.clear()
         _seen[s] = c
@@ -137,33 +157,33 @@ def _first_time(candidates: tuple[str | None, ...], field: str, bad: dict[str, s
     return None
 
 
-def _obj_ref(ref: Ref | None) -> dict[str, Any] | None:
+def _obj_ref(ref: Ref | None) -> RecordRef | None:
     if ref is None:
         return None
-    return {
-        "kind": ref.kind,
-        "name": ref.name,
-        "namespace": ref.namespace,
-        "uid": ref.uid,
-        "api_version": ref.apiVersion,
-        "resource_version": ref.resourceVersion,
-        "field_path": ref.fieldPath,
-    }
+    return RecordRef(ref.kind, ref.name, ref.namespace, ref.uid, ref.apiVersion, ref.resourceVersion, ref.fieldPath)
 
 
 _NO_META = Meta()
 _NO_SOURCE = Source()
+#: Event type -> severity for the spellings Kubernetes uses (the general rule: SEVERITY by lower case).
+_SEVERITY_OF = {**{k.capitalize(): v for k, v in SEVERITY.items()}, **SEVERITY}
 
 
 def normalise(ev: Event, update: bool, *, cluster: str | None, max_message_bytes: int,
               observed: str | None = None) -> dict[str, Any]:
-    """Build the record for one Event (exporter.wire.Event) as a watch delivered it.
+    """Build the record for one Event (exporter.wire.Event) as a watch delivered it, as a dict.
 
     ``update`` is True for MODIFIED (a recurring event seen again, or any change
     to an existing Event), False for ADDED / initial list items.
     The API shape is told apart by apiVersion; missing fields and nulls yield
     nulls, never a crash (odd types were nulled by exporter.wire).
     """
+    return record_dict(record(ev, update, cluster, max_message_bytes, observed))
+
+
+def record(ev: Event, update: bool, cluster: str | None, max_message_bytes: int,
+           observed: str | None = None) -> Record:
+    """:func:`normalise` as a struct (exporter.wire.Record): the pipeline's hot path encodes it without a dict."""
     md = ev.metadata or _NO_META
     series = ev.series
     if ev.apiVersion == "events.k8s.io/v1":
@@ -202,20 +222,27 @@ def normalise(ev: Event, update: bool, *, cluster: str | None, max_message_bytes
     else:
         ts = None
     first_seen = first or event_time or created
-    if first_seen is not None:
-        first_ts = _seen_get(first_seen) or utc(first_seen)
+    if first_seen is None:
+        first_ts = None
+    elif first_seen == occurred:
+        first_ts = ts if bad is None else _seen_get(first_seen) or utc(first_seen)
         if first_ts is None:
             bad = {} if bad is None else bad
             first_ts = _first_time((first, event_time, created), "first_timestamp", bad)
     else:
-        first_ts = None
-    if created is not None:
+        first_ts = _seen_get(first_seen) or utc(first_seen)
+        if first_ts is None:
+            bad = {} if bad is None else bad
+            first_ts = _first_time((first, event_time, created), "first_timestamp", bad)
+    if created is None:
+        created_ts = None
+    elif created == occurred and bad is None:
+        created_ts = ts  # the same text, already found valid
+    else:
         created_ts = _seen_get(created) or utc(created)
         if created_ts is None:
             bad = {} if bad is None else bad
             bad["creation_timestamp"] = truncate_message(created, RAW_TIME_MAX_BYTES)[0]
-    else:
-        created_ts = None
     if count is None or count < 1:
         count = 1
     elif count > LONG_MAX:
@@ -234,39 +261,19 @@ def normalise(ev: Event, update: bool, *, cluster: str | None, max_message_bytes
         rid = uid + ":" + rv
     else:  # never "None:None": a digest of what the Event does carry (docs/records.md, "Identity")
         rid = "hash:" + fingerprint(ev)
-    rec = {
-        "schema_version": SCHEMA_VERSION,
-        "id": rid,
-        "cluster": cluster,
-        "timestamp": ts,
-        "first_timestamp": first_ts,
-        "observed_timestamp": observed or clock.now(),
-        "type": etype,
-        "severity": SEVERITY.get(etype.lower(), "UNSPECIFIED") if etype else "UNSPECIFIED",
-        "reason": ev.reason,
-        "action": ev.action,
-        "message": message,
-        "message_truncated": truncated,
-        "count": count,
-        "update": update,
-        "object": _obj_ref(regarding),
-        "related": _obj_ref(related) if related is not None else None,
-        "source_component": src.component or controller,
-        "source_host": src.host,
-        "reporting_controller": controller,
-        "reporting_instance": ev.reportingInstance,
-        "event": {
-            "name": md.name,
-            "namespace": md.namespace,
-            "uid": uid,
-            "resource_version": rv,
-            "api_version": api,
-            "creation_timestamp": created_ts,
-        },
-    }
-    if bad:
-        rec["invalid_timestamps"] = bad
-    return rec
+    if etype:
+        severity = _SEVERITY_OF.get(etype) or SEVERITY.get(etype.lower(), "UNSPECIFIED")
+    else:
+        severity = "UNSPECIFIED"
+    return Record(
+        SCHEMA_VERSION, rid, cluster, ts, first_ts, observed or clock.now(), etype, severity, ev.reason, ev.action,
+        message, truncated, count, update,
+        None if regarding is None else RecordRef(regarding.kind, regarding.name, regarding.namespace, regarding.uid,
+                                                 regarding.apiVersion, regarding.resourceVersion, regarding.fieldPath),
+        None if related is None else _obj_ref(related),
+        src.component or controller, src.host, controller, ev.reportingInstance,
+        RecordEvent(md.name, md.namespace, uid, rv, api, created_ts),
+        bad or None)
 
 
 # --- bounds -------------------------------------------------------------------------------

@@ -50,6 +50,10 @@ class Sink(ABC):
 
     #: Short lowercase name: the ``sink`` metric label and log field.
     name: ClassVar[str]
+    #: Whether send() reads its ``record`` argument. A sink that ships only ``line`` says False: when
+    #: no sink reads it (and no filter or enrichment does), the pipeline builds no dict and passes an
+    #: empty one (pipeline.NO_RECORD, never to be written to).
+    reads_record: ClassVar[bool] = True
 
     @abstractmethod
     def send(self, seq: int, line: bytes, record: dict[str, Any]) -> None:

@@ -40,6 +40,7 @@ WRITE_ERROR = Condition("write_error", "stdout's destination", "check where stdo
 
 class StdoutSink(Sink):
     name = "stdout"
+    reads_record = False  # writes ``line`` only
 
     def __init__(self, out: BinaryIO | None = None, buffer_bytes: int = 65536, *, stats: Stats | None = None) -> None:
         self._out = out if out is not None else sys.stdout.buffer

@@ -50,6 +50,7 @@ def line(rec: dict[str, Any], now: float) -> str:
 
 class TextSink(StdoutSink):
     name = "stdout"
+    reads_record = True  # formats each line from the record
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
