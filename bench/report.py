@@ -159,7 +159,13 @@ SECTIONS = [
     ("memory", "4. Resident memory over stream size", memory_table),
     ("peers", "5. Peers under the same apiserver load", peers_table),
     ("enrich", "6. Enrichment: off and on, side by side (issue 13)", lambda r: _enrich_table(r)),
+    ("watch", "8. The watch path at full speed, against floor.py (issue 16)", lambda r: _watch_table(r)),
 ]
+
+
+def _watch_table(r: dict) -> str:
+    from bench.watch import table as watch_table
+    return watch_table(r)
 
 
 def _enrich_table(r: dict) -> str:
@@ -204,6 +210,11 @@ def headline(results: dict) -> str:
         for name, v in ordered(results["peers"]["peers"]):
             rows.append([f"apiserver load, {name}", f"{v['cpu_us_per_event']:.0f} us CPU/event",
                          f"max RSS {v['max_sampled_rss_mib']:.0f} MiB"])
+    if "watch" in results:
+        w = results["watch"]
+        rows.append(["TLS watch to stdout, full speed (goal >= 30,000 Events/s on one core)",
+                     f"**{w['exporter_events_per_cpu_s']:,.0f} Events per CPU s**",
+                     f"{w['exporter_events_per_s']:,.0f} Events/s wall; {w['ratio_median']:.2f}x floor.py's CPU"])
     if "enrich" in results:
         a = results["enrich"]["A"]
         off, on = a["side"]["off"], a["side"]["on"]
@@ -301,6 +312,19 @@ memory is also VmRSS sampled from `/proc/PID/status` every 0.2 s. Every componen
    Zipf-like; CPU from /proc/PID/stat deltas over the load, RSS sampled every 0.5 s, API requests
    from the enriched exporter's `kee_enrich_api_requests_total`. Then one enriched exporter with
    the rate limit lifted gets Events about N distinct Pods (the real ones, then deleted names).
+8. **Watch path at full speed** (bench/watch.py, issue 16 goal 2). No apiserver: a local TLS
+   server (Python http.server + ssl, its own process, a throwaway certificate made with the openssl
+   CLI) answers the exporter's preflight LIST (empty) and streams the `gen_stream.py` stream
+   (`--lines`) as a watch response: `Transfer-Encoding: chunked`, one line per chunk as the
+   apiserver sends them (`--watch-group N` for N), the streaming initial state first (its
+   initial-events-end BOOKMARK), the body pre-framed in memory and written as fast as TLS takes it.
+   The measured process is the real `python -m exporter run --kubeconfig K --namespace bench
+   --listen '' --checkpoint-file F > /dev/null`; its CPU is the /proc/PID/stat delta from just
+   before the first byte of the stream to the moment it opens the next watch from the stream's last
+   resourceVersion (it has handled every line), so start-up is outside. The floor is `floor.py` on
+   the same file, minus its start-up (the same command on an empty file). An untimed warm-up run
+   writes stdout to a file and counts the records; then `--runs` alternating pairs. Events = the
+   stream's envelopes other than BOOKMARK; Events/s = Events / that wall time.
 """
 
 RERUN = """\
@@ -311,7 +335,8 @@ scripts/testbin all                                   # the real components, onc
 ~/.cache/kube-event-exporter/venv/bin/python -m bench --only latency,peers --no-docs  # print only
 ~/.cache/kube-event-exporter/venv/bin/python -m bench --help                   # sizes, runs, rates
 ```
-Benchmarks: `replay`, `sinks`, `latency`, `memory`, `peers`, `enrich` (`--enrich-pods`, `--enrich-seconds`,
+Benchmarks: `replay`, `sinks`, `latency`, `memory`, `peers`, `watch` (`--watch-group`, `--watch-before REV`),
+`enrich` (`--enrich-pods`, `--enrich-seconds`,
 `--enrich-distinct`; also alone: `python -m bench.enrich --help`). Sizes: `--lines`, `--runs`,
 `--sink-runs`, `--memory-sizes 10000,100000,1000000`, `--rates 10,100`, `--latency-seconds`,
 `--peer-events`, `--peer-rate`, `--peer-rounds`. A subset run keeps the other sections of this file
