@@ -221,14 +221,8 @@ def run(cfg: Settings) -> int:
                              failures=stats.checkpoint_failures)
         return busy
 
-    last_tick = -math.inf
     while not stop.is_set():
-        # At most one round per save_every; then sleep until woken while nothing is in flight.
-        early = save_every - (time.monotonic() - last_tick)
-        if early > 0 and stop.wait(early):
-            break
         wake.clear()  # before the look: a wake-up during it starts the next round
-        last_tick = time.monotonic()
         busy = checkpoint()
         for src in sources:
             if src.fatal is not None:
@@ -251,7 +245,11 @@ def run(cfg: Settings) -> int:
             lg.warning("leadership_lost_stopping")
             exit_code = EXIT_FAIL
             stop.set()
-        if not busy and not stop.is_set():
+        # At most one round per save_every (one wake-up per round while Events flow); then, when nothing
+        # is in flight and nothing woke it meanwhile, sleep until something does.
+        if stop.wait(save_every):
+            break
+        if not busy and not wake.is_set():
             wake.wait(IDLE_WAKE_SECONDS)
 
     pipeline.close()
