@@ -58,8 +58,10 @@ def last_rv(lines: list[bytes]) -> str:
     return str(json.loads(lines[-1])["object"]["metadata"]["resourceVersion"])
 
 
-def serve(stream: Path, cert: Path, key: Path, group: int = 1, port: int = 0) -> None:
-    """Serve until stdin closes; report on stdout (one JSON line each), wait for `go` on stdin."""
+def serve(stream: Path, cert: Path, key: Path, group: int = 1, port: int = 0, rate: float = 0.0) -> None:
+    """Serve until killed; report on stdout (one JSON line each), wait for `go` on stdin before a stream.
+
+    ``rate`` > 0: chunks are sent paced at that many per second (a live cluster's pace), not at full speed."""
     lines = stream.read_bytes().splitlines(keepends=True)
     end_bookmark = json.dumps({"type": "BOOKMARK", "object": {
         "kind": "Event", "apiVersion": "events.k8s.io/v1",
@@ -89,6 +91,18 @@ def serve(stream: Path, cert: Path, key: Path, group: int = 1, port: int = 0) ->
             self.end_headers()
             self.wfile.write(body)
 
+        def _paced(self, body: bytes) -> None:
+            """One chunk at a time, at `rate` chunks per second (open loop)."""
+            t0, i, pos = time.monotonic(), 0, 0
+            while pos < len(body):
+                eol = body.index(b"\r\n", pos)
+                end = eol + 2 + int(body[pos:eol], 16) + 2
+                delay = t0 + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                self.wfile.write(body[pos:end])
+                pos, i = end, i + 1
+
         def do_GET(self):  # noqa: N802
             url = urlsplit(self.path)
             q = {k: v[-1] for k, v in parse_qs(url.query).items()}
@@ -108,8 +122,11 @@ def serve(stream: Path, cert: Path, key: Path, group: int = 1, port: int = 0) ->
                     self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
                     say(event="streaming")
-                    for i in range(0, len(body), SLICE):
-                        self.wfile.write(body[i:i + SLICE])
+                    if rate > 0:
+                        self._paced(body)
+                    else:
+                        for i in range(0, len(body), SLICE):
+                            self.wfile.write(body[i:i + SLICE])
                     say(event="sent", bytes=len(body))
                 return None
             # A watch from a later resourceVersion: the exporter has handled the stream. Hold it open.
@@ -162,12 +179,12 @@ def kubeconfig(directory: Path, port: int, ca: Path) -> Path:
 
 
 class Server:
-    def __init__(self, stream: Path, directory: Path, group: int):
+    def __init__(self, stream: Path, directory: Path, group: int, rate: float = 0.0):
         from bench.common import python
         cert, key = make_cert(directory)
         self.ca = cert
         self.p = subprocess.Popen([python(), "-m", "bench.watch", "serve", "--stream", str(stream), "--cert",
-                                   str(cert), "--key", str(key), "--group", str(group)],
+                                   str(cert), "--key", str(key), "--group", str(group), "--rate", str(rate)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=str(Path(__file__).parents[1]))
         self.info = self.expect("listening", 120)
 
@@ -197,7 +214,8 @@ class Server:
         self.p.wait(10)
 
 
-def run_exporter(server: Server, directory: Path, stdout, timeout: float = 600, root: Path | None = None) -> dict:
+def run_exporter(server: Server, directory: Path, stdout, timeout: float = 600, root: Path | None = None,
+                 idle: float = 0.0) -> dict:
     """One exporter from start to the resuming watch; CPU and wall over the stream only.
 
     ``root``: where `exporter` is imported from (a commit's archive); default the measured one."""
@@ -213,6 +231,13 @@ def run_exporter(server: Server, directory: Path, stdout, timeout: float = 600, 
     err.close()
     try:
         watch = server.expect("watch", 120)
+        idle_cpu = None
+        if idle > 0:  # the exporter waits on its watch's first byte: nothing to do
+            time.sleep(1.0)
+            i0 = proc_cpu_split(p.pid)
+            time.sleep(idle)
+            i1 = proc_cpu_split(p.pid)
+            idle_cpu = (i1[0] + i1[1] - i0[0] - i0[1]) / idle
         c0 = proc_cpu_split(p.pid)
         server.go()
         t0 = server.expect("streaming", 30)["t"]
@@ -237,7 +262,7 @@ def run_exporter(server: Server, directory: Path, stdout, timeout: float = 600, 
     user, sys_ = c1[0] - c0[0], c1[1] - c0[1]
     return {"cpu": user + sys_, "user": user, "sys": sys_, "wall": resumed["t"] - t0,
             "send_wall": sent["t"] - t0, "rss_mib": (rss or 0) / 1024,
-            "watch_list": "sendInitialEvents" in watch["query"], "rc": p.returncode}
+            "watch_list": "sendInitialEvents" in watch["query"], "rc": p.returncode, "idle_cpu_s_per_s": idle_cpu}
 
 
 def _archive(rev: str) -> tuple[str, Path]:
@@ -324,6 +349,41 @@ def bench_watch(lines: int = 100_000, runs: int = 5, group: int = 1, before: str
     return out
 
 
+def bench_paced(rate: float, seconds: float, idle: float, rounds: int, before: str | None) -> dict:
+    """Low rates, without an apiserver: idle CPU, then `rate` Events/s for `seconds`, exporters alternating."""
+    from bench.common import log, median, stream, wait_venv
+    wait_venv()
+    src = stream(int(rate * seconds))
+    before_sha, before_root = _archive(before) if before else (None, None)
+    sides: dict[str, list[dict]] = {"after": []}
+    if before_root:
+        sides["before"] = []
+    with tempfile.TemporaryDirectory(prefix="kee-bench-watch-") as tmp:
+        d = Path(tmp)
+        server = Server(src, d, 1, rate)
+        events = server.info["events"]
+        try:
+            with open(os.devnull, "wb") as devnull:
+                for i in range(rounds):
+                    order = list(sides) if i % 2 == 0 else list(sides)[::-1]
+                    for side in order:
+                        r = run_exporter(server, d, devnull, root=before_root if side == "before" else None,
+                                         idle=idle)
+                        sides[side].append(r)
+                        log(f"paced {rate}/s round {i + 1}/{rounds} {side}: idle {r['idle_cpu_s_per_s'] * 1e3:.2f} "
+                            f"ms/s, {r['cpu'] / events * 1e6:.1f} us/Event")
+        finally:
+            server.close()
+    out: dict = {"rate": rate, "seconds": seconds, "idle_s": idle, "events": events, "rounds": rounds,
+                 "before_commit": before_sha}
+    for side, runs in sides.items():
+        out[side] = {"idle_cpu_ms_per_s": [round(r["idle_cpu_s_per_s"] * 1e3, 2) for r in runs],
+                     "us_per_event": [round(r["cpu"] / events * 1e6, 1) for r in runs],
+                     "us_per_event_median": median(r["cpu"] / events * 1e6 for r in runs),
+                     "idle_ms_per_s_median": median(r["idle_cpu_s_per_s"] * 1e3 for r in runs)}
+    return out
+
+
 def table(r: dict) -> str:
     from bench.report import _f
     from bench.report import table as md_table
@@ -367,9 +427,19 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--runs", type=int, default=3)
     b.add_argument("--group", type=int, default=1)
     b.add_argument("--before", metavar="REV", help="also run this commit's exporter in every round")
+    s.add_argument("--rate", type=float, default=0.0)
+    c = sub.add_parser("paced", help="idle CPU and CPU per Event at a low rate, exporters alternating")
+    c.add_argument("--rate", type=float, default=100.0)
+    c.add_argument("--seconds", type=float, default=20.0)
+    c.add_argument("--idle", type=float, default=10.0)
+    c.add_argument("--rounds", type=int, default=3)
+    c.add_argument("--before", metavar="REV")
     a = p.parse_args(argv)
     if a.cmd == "serve":
-        serve(a.stream, a.cert, a.key, a.group, a.port)
+        serve(a.stream, a.cert, a.key, a.group, a.port, a.rate)
+        return 0
+    if a.cmd == "paced":
+        print(json.dumps(bench_paced(a.rate, a.seconds, a.idle, a.rounds, a.before), indent=1))
         return 0
     r = bench_watch(a.lines, a.runs, a.group, a.before)
     print(json.dumps(r, indent=1))
