@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import threading
@@ -184,6 +185,9 @@ def run(cfg: Settings) -> int:
             sources.append(src)
             threads.append(threading.Thread(target=_waking(src.run, wake), name=f"pods-{src.stream.key}",
                                             daemon=True))
+    # Everything made so far (modules, clients, settings: ~100k objects) lives as long as the process:
+    # out of the cyclic collector's sight, its full collections stop walking them again and again.
+    gc.freeze()
     for t in threads:
         t.start()
 

@@ -319,6 +319,8 @@ def _chunked_lines(read1: Any, readable: Callable[[], bool] | None = None,
                    linger: float = 0.0) -> Iterator[list[bytes]]:
     """De-chunk a chunked body read by ``read1`` and yield the complete lines of each read.
 
+    With ``readable`` (a look at the socket that never waits), a read takes every TLS record
+    already there before the lines are handed on: one batch per wake-up, not one per Event.
     ``linger``: while Events flow (the previous read came less than two lingers before this
     one), once the socket has nothing more to read, wait this long before the next read, so
     that one wake-up takes every Event that arrived meanwhile. On this project's machines a
@@ -337,11 +339,28 @@ def _chunked_lines(read1: Any, readable: Callable[[], bool] | None = None,
     previous = -math.inf  # when the previous read returned
     while True:
         block = read1(READ_SIZE)
+        if not block:
+            raise ConnectionResetError("watch body ended inside a chunk (connection closed)")
+        drained = False
         if readable is not None:
             now = time.monotonic()
             flowing, previous = now - previous < 2 * linger, now
-        if not block:
-            raise ConnectionResetError("watch body ended inside a chunk (connection closed)")
+            # A read returns one TLS record (one Event, as the apiserver sends them): take every one
+            # already there, so that the Events of one wake-up are handled (and written) as one batch.
+            size = len(block)
+            if size < READ_SIZE:
+                more = [block]
+                while size < READ_SIZE:
+                    if not readable():
+                        drained = True
+                        break
+                    got = read1(READ_SIZE - size)
+                    if not got:
+                        break
+                    more.append(got)
+                    size += len(got)
+                if len(more) > 1:
+                    block = b"".join(more)
         if buf:
             block = buf + block
             buf = b""
@@ -395,7 +414,7 @@ def _chunked_lines(read1: Any, readable: Callable[[], bool] | None = None,
             return
         if lines:
             yield lines
-        if readable is not None and flowing and not readable():
+        if readable is not None and flowing and (drained or not readable()):
             time.sleep(linger)
 
 

@@ -48,9 +48,9 @@ def test_bad_framing_is_an_error() -> None:
         list(_chunked_lines(lambda n: src.read(n)))
 
 
-def test_linger_waits_only_while_events_flow_and_the_socket_is_empty() -> None:
-    """Reads 1 ms apart are a flow: after each, with nothing readable, one linger; a read found readable
-    (more already there) is taken at once."""
+def test_records_already_there_make_one_batch_and_linger_waits_only_while_events_flow() -> None:
+    """Each read returns one record (as TLS does); what is readable at once joins the batch. Reads close
+    together are a flow: once nothing more is readable, one linger before the next read."""
     chunks = [b"%x\r\n%s\r\n" % (len(x), x) for x in (b'{"n":1}\n', b'{"n":2}\n', b'{"n":3}\n')] + [b"0\r\n\r\n"]
     it = iter(chunks)
     readable_answers = iter([False, True, False, False])
@@ -65,7 +65,7 @@ def test_linger_waits_only_while_events_flow_and_the_socket_is_empty() -> None:
         out = list(_chunked_lines(lambda n: next(it, b""), lambda: next(readable_answers), linger))
     finally:
         time.sleep = real_sleep  # type: ignore[assignment]
-    assert [line for batch in out for line in batch] == [b'{"n":1}', b'{"n":2}', b'{"n":3}']
-    # read 1: nothing before it (not a flow): no wait. read 2: a flow, nothing readable: one linger.
-    # read 3: a flow, but more was readable: no wait. The last chunk ends the body.
+    # read 1: nothing more readable, and no read before it (not a flow): handed on, no wait.
+    # read 2: the third record was readable too: one batch of two; then nothing: a flow, so one linger.
+    assert out == [[b'{"n":1}'], [b'{"n":2}', b'{"n":3}']]
     assert slept == [linger]
