@@ -53,6 +53,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--enrich-distinct", type=int, default=10000, help="distinct objects for enrich part B")
     p.add_argument("--watch-group", type=int, default=1,
                    help="watch: lines per HTTP chunk (default 1, as the apiserver)")
+    p.add_argument("--watch-rates", default="100,500",
+                   help="watch: also these paced rates (Events/s), idle CPU and CPU/Event ('' for none)")
+    p.add_argument("--watch-paced-seconds", type=float, default=15.0, help="watch: seconds per paced rate")
     p.add_argument("--watch-before", metavar="REV",
                    help="watch: also run this commit's exporter in every round (before/after side by side)")
     p.add_argument("--docs", default=str(REPO / "docs" / "BENCHMARKS.md"), help="where to write the document")
@@ -112,7 +115,13 @@ def main(argv: list[str] | None = None) -> int:
         attempt("replay", lambda: bench_replay_stdout(args.lines, args.runs))
     if "watch" in only:
         from bench.watch import bench_watch
-        attempt("watch", lambda: bench_watch(args.lines, args.runs, args.watch_group, args.watch_before))
+        def watch():
+            from bench.watch import bench_paced
+            res = bench_watch(args.lines, args.runs, args.watch_group, args.watch_before)
+            res["paced"] = [bench_paced(float(rate), args.watch_paced_seconds, 10.0, 2, args.watch_before)
+                            for rate in args.watch_rates.split(",") if rate.strip()]
+            return res
+        attempt("watch", watch)
     if "memory" in only:
         from bench.replay import bench_memory
         attempt("memory", lambda: bench_memory(_ints(args.memory_sizes)))

@@ -324,7 +324,11 @@ memory is also VmRSS sampled from `/proc/PID/status` every 0.2 s. Every componen
    resourceVersion (it has handled every line), so start-up is outside. The floor is `floor.py` on
    the same file, minus its start-up (the same command on an empty file). An untimed warm-up run
    writes stdout to a file and counts the records; then `--runs` alternating pairs. Events = the
-   stream's envelopes other than BOOKMARK; Events/s = Events / that wall time.
+   stream's envelopes other than BOOKMARK; Events/s = Events / that wall time. Then `--watch-rates`
+   (100 and 500/s by default): the server sends one chunk every 1/rate s instead (a live cluster's
+   pace, where each Event arrives alone), two rounds per exporter, alternating, each after 10 s idle
+   on an open watch: idle CPU, then CPU per Event over the paced stream (`--watch-paced-seconds`).
+   `--watch-before REV` runs that commit's exporter in every round too.
 """
 
 RERUN = """\

@@ -396,7 +396,7 @@ def table(r: dict) -> str:
             ["floor.py (file)", "-", _f(r["floor_events_per_cpu_s"], "{:,.0f}"), _f(r["floor_us_per_event"], "{:.1f}"),
              ", ".join(_f(x) for x in r["floor_cpu_s"])]]
     goal = "meets" if r["exporter_events_per_cpu_s"] >= 30_000 else "MISSES"
-    return (md_table(["process", "Events/s (wall)", "Events per CPU second", "CPU us/Event", "CPU s, each run"],
+    text = (md_table(["process", "Events/s (wall)", "Events per CPU second", "CPU us/Event", "CPU s, each run"],
                      rows)
             + f"\n\n**CPU ratio to the floor (median of {r['runs']} side-by-side pairs): {r['ratio_median']:.2f}** "
               f"(pairs: {', '.join(_f(x) for x in r['pair_ratios'])}). {r['lines']:,} lines, {r['events']:,} Events "
@@ -410,6 +410,24 @@ def table(r: dict) -> str:
             + (f" Before ({r['before']['commit']}, same rounds): {r['before']['ratio_to_floor']:.2f}x the floor; "
                f"after / before CPU (median of the rounds' ratios): {r['before']['after_vs_before']:.2f}."
                if r.get("before") else ""))
+    if r.get("paced"):
+        prow = []
+        for p in r["paced"]:
+            for side in ("after", "before"):
+                if side in p:
+                    v = p[side]
+                    who = "checkout" if side == "after" else f"before: commit {p['before_commit']}"
+                    prow.append([f"{p['rate']:.0f}/s", who, _f(v["us_per_event_median"], "{:.0f}"),
+                                 ", ".join(_f(x, "{:.0f}") for x in v["us_per_event"]),
+                                 _f(v["idle_ms_per_s_median"], "{:.1f}"),
+                                 ", ".join(_f(x, "{:.1f}") for x in v["idle_cpu_ms_per_s"])])
+        text += ("\n\n**Paced** (`--watch-rates`): the same server sending one chunk every 1/rate s for "
+                 f"{r['paced'][0]['seconds']:.0f} s ({r['paced'][0]['events']:,} Events at the first rate), "
+                 "exporters alternating, after 10 s idle (waiting on the watch's first byte). CPU from "
+                 "/proc/PID/stat in 10 ms ticks (idle: 1 tick in 10 s = 1.0 ms/s).\n\n"
+                 + md_table(["rate", "exporter", "CPU us/Event (median)", "each round", "idle CPU ms/s (median)",
+                             "each round"], prow))
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
