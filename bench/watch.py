@@ -419,8 +419,8 @@ def table(r: dict) -> str:
                     who = "checkout" if side == "after" else f"before: commit {p['before_commit']}"
                     prow.append([f"{p['rate']:.0f}/s", who, _f(v["us_per_event_median"], "{:.0f}"),
                                  ", ".join(_f(x, "{:.0f}") for x in v["us_per_event"]),
-                                 _f(v["idle_ms_per_s_median"], "{:.1f}"),
-                                 ", ".join(_f(x, "{:.1f}") for x in v["idle_cpu_ms_per_s"])])
+                                 _f(max(0.0, v["idle_ms_per_s_median"]), "{:.1f}"),
+                                 ", ".join(_f(max(0.0, x), "{:.1f}") for x in v["idle_cpu_ms_per_s"])])
         text += ("\n\n**Paced** (`--watch-rates`): the same server sending one chunk every 1/rate s for "
                  f"{r['paced'][0]['seconds']:.0f} s ({r['paced'][0]['events']:,} Events at the first rate), "
                  "exporters alternating, after 10 s idle (waiting on the watch's first byte). CPU from "
