@@ -483,6 +483,26 @@ NOTES = """\
   8 %, `Pipeline.tick`/`_Clock.now` 5 %, the stdout flush 3 %, `Stats.observe_lag` 2 %. Still half
   the Collector's CPU per Event; if it matters, the lever is the HTTP chunk reader (urllib3's pure
   Python chunked decoding per chunk), not normalise/encode.
+- **Live path at low rates (issue 16 goal 1, 2026-12-02, branch `livepath`).** On this machine a
+  thread that sleeps and wakes costs ~150 us of CPU per wake-up before it does anything (a probe:
+  the same 5 orjson loads+dumps cost 35-45 us back to back, 167-204 us with a 10 ms sleep between),
+  so at 100 Events/s, one Event per TLS record and per wake-up, the wake-ups were most of the
+  ~500 us per Event (section 8, paced). What changed: (1) the watch body is de-chunked by the
+  exporter (`kube/client.py`), one read per TLS record instead of urllib3's chunk-size readline, data
+  read and CRLF read per chunk; (2) a read takes every record already in the socket (a poll that
+  never waits), so one batch, one stdout write, per wake-up; (3) `kubernetes.read_linger_seconds`
+  (50 ms): while Events flow, after the socket is drained, wait that long before reading again, so
+  one wake-up takes ~5 Events at 100/s (a lone Event is read at once; full speed never waits); at
+  most 50 ms more latency; (4) the checkpointer is event-driven (woken by the sources, a fatal sink,
+  a lost lease, a signal; no timer while idle) and the metrics server's accept loop no longer polls
+  twice a second: idle CPU 1.0 -> 0.0 ms/s in 10 ms ticks; (5) the file checkpoint fsyncs its
+  directory once, not per save (~0.2 ms of CPU and half the wall time of a save); (6) `gc.freeze()`
+  after start-up. Where the rest goes at 100/s (perf, paced, file checkpoint): the watch thread's
+  ~20 wake-ups/s and per-Event Python work in cold caches (~150 us/Event), the checkpoint's 5
+  saves/s (~0.6 ms of CPU each: create, write, fsync, rename on ext4; ~40 us/Event at 100/s,
+  `checkpoint.file_interval_seconds` trades it against repeats after a crash); syscalls per Event:
+  2 reads (OpenSSL reads a record's header, then its body; Python's ssl cannot set read-ahead),
+  1 poll(0); per batch 1 write, 1 sleep.
 - **Latency.** The record is usually on stdout within a millisecond of the POST's response: the
   apiserver sends the watch event as it answers the POST, so creation-to-record is bounded by the
   POST's own duration (the `from POST start` columns). Negative values (record before the response
