@@ -55,13 +55,16 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="seconds of load per rate")
     ap.add_argument("--idle", type=float, default=20.0, help="seconds idle before the load")
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--no-checkpoint", action="store_true",
+                    help="no checkpoint store (as the peers benchmark runs ours), not the file store")
     a = ap.parse_args()
     roots = {"before": common.use_commit(a.before), "after": common.REPO}
     common.wait_venv()
     cp = kube.start_control_plane()
     procs: dict[str, subprocess.Popen] = {}
     arrivals: dict[str, kube.Arrivals] = {}
-    out: dict = {"before": a.before, "load_avg_start": os.getloadavg()[0], "idle_s": a.idle, "rates": {}}
+    out: dict = {"before": a.before, "load_avg_start": os.getloadavg()[0], "idle_s": a.idle, "rates": {},
+                 "checkpoint": "none" if a.no_checkpoint else "file"}
     try:
         ns = cp.create_namespace("live-cpu", wait_default_sa=False)
         work = Path(cp.dir) / "live-cpu"
@@ -70,7 +73,7 @@ def main() -> None:
             procs[name] = subprocess.Popen(
                 common.exporter_argv("run", "--kubeconfig", str(cp.kubeconfig), "--namespace", ns,
                                      "--listen", "127.0.0.1:0", "--log-level", "warning",
-                                     "--checkpoint-file", str(work / f"{name}.json")),
+                                     *([] if a.no_checkpoint else ["--checkpoint-file", str(work / f"{name}.json")])),
                 stdout=subprocess.PIPE, stderr=open(work / f"{name}.stderr", "wb"), stdin=subprocess.DEVNULL,
                 cwd=root, preexec_fn=kube._die_with_parent)
             arrivals[name] = kube.stdout_arrivals(procs[name])
