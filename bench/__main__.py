@@ -6,7 +6,8 @@
 
 Benchmarks: replay (stdout vs floor.py), sinks (Kafka, OTLP gRPC/HTTP), enrich (off vs on), latency
 (apiserver -> stdout), memory (10k/100k/1M lines), peers (OTel Collector
-k8s_events, resmoio). Results of a subset are merged with the previous results
+k8s_events, resmoio), watch (`run` fed by a local TLS watch server at full speed vs
+floor.py). Results of a subset are merged with the previous results
 kept in docs/BENCHMARKS.md, so the document always shows every benchmark with
 the date it was measured.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 from bench import report
 from bench.common import REPO, log, machine
 
-ALL = ("replay", "sinks", "latency", "memory", "peers", "enrich")
+ALL = ("replay", "sinks", "latency", "memory", "peers", "enrich", "watch")
 
 
 def _ints(text: str) -> list[int]:
@@ -50,6 +51,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--enrich-pods", type=int, default=2000, help="Pods for enrich (under 40 Deployments)")
     p.add_argument("--enrich-seconds", type=float, default=60.0, help="seconds of load for enrich (default 60)")
     p.add_argument("--enrich-distinct", type=int, default=10000, help="distinct objects for enrich part B")
+    p.add_argument("--watch-group", type=int, default=1,
+                   help="watch: lines per HTTP chunk (default 1, as the apiserver)")
+    p.add_argument("--watch-rates", default="100,500",
+                   help="watch: also these paced rates (Events/s), idle CPU and CPU/Event ('' for none)")
+    p.add_argument("--watch-paced-seconds", type=float, default=15.0, help="watch: seconds per paced rate")
+    p.add_argument("--watch-before", metavar="REV",
+                   help="watch: also run this commit's exporter in every round (before/after side by side)")
     p.add_argument("--docs", default=str(REPO / "docs" / "BENCHMARKS.md"), help="where to write the document")
     p.add_argument("--no-docs", action="store_true", help="print only; write no document")
     p.add_argument("--json", help="also write this run's raw results to this file")
@@ -105,6 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     if "replay" in only:
         from bench.replay import bench_replay_stdout
         attempt("replay", lambda: bench_replay_stdout(args.lines, args.runs))
+    if "watch" in only:
+        from bench.watch import bench_watch
+        def watch():
+            from bench.watch import bench_paced
+            res = bench_watch(args.lines, args.runs, args.watch_group, args.watch_before)
+            res["paced"] = [bench_paced(float(rate), args.watch_paced_seconds, 10.0, 2, args.watch_before)
+                            for rate in args.watch_rates.split(",") if rate.strip()]
+            return res
+        attempt("watch", watch)
     if "memory" in only:
         from bench.replay import bench_memory
         attempt("memory", lambda: bench_memory(_ints(args.memory_sizes)))

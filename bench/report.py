@@ -159,7 +159,13 @@ SECTIONS = [
     ("memory", "4. Resident memory over stream size", memory_table),
     ("peers", "5. Peers under the same apiserver load", peers_table),
     ("enrich", "6. Enrichment: off and on, side by side (issue 13)", lambda r: _enrich_table(r)),
+    ("watch", "8. The watch path at full speed, against floor.py (issue 16)", lambda r: _watch_table(r)),
 ]
+
+
+def _watch_table(r: dict) -> str:
+    from bench.watch import table as watch_table
+    return watch_table(r)
 
 
 def _enrich_table(r: dict) -> str:
@@ -204,6 +210,11 @@ def headline(results: dict) -> str:
         for name, v in ordered(results["peers"]["peers"]):
             rows.append([f"apiserver load, {name}", f"{v['cpu_us_per_event']:.0f} us CPU/event",
                          f"max RSS {v['max_sampled_rss_mib']:.0f} MiB"])
+    if "watch" in results:
+        w = results["watch"]
+        rows.append(["TLS watch to stdout, full speed (goal >= 30,000 Events/s on one core)",
+                     f"**{w['exporter_events_per_cpu_s']:,.0f} Events per CPU s**",
+                     f"{w['exporter_events_per_s']:,.0f} Events/s wall; {w['ratio_median']:.2f}x floor.py's CPU"])
     if "enrich" in results:
         a = results["enrich"]["A"]
         off, on = a["side"]["off"], a["side"]["on"]
@@ -301,6 +312,23 @@ memory is also VmRSS sampled from `/proc/PID/status` every 0.2 s. Every componen
    Zipf-like; CPU from /proc/PID/stat deltas over the load, RSS sampled every 0.5 s, API requests
    from the enriched exporter's `kee_enrich_api_requests_total`. Then one enriched exporter with
    the rate limit lifted gets Events about N distinct Pods (the real ones, then deleted names).
+8. **Watch path at full speed** (bench/watch.py, issue 16 goal 2). No apiserver: a local TLS
+   server (Python http.server + ssl, its own process, a throwaway certificate made with the openssl
+   CLI) answers the exporter's preflight LIST (empty) and streams the `gen_stream.py` stream
+   (`--lines`) as a watch response: `Transfer-Encoding: chunked`, one line per chunk as the
+   apiserver sends them (`--watch-group N` for N), the streaming initial state first (its
+   initial-events-end BOOKMARK), the body pre-framed in memory and written as fast as TLS takes it.
+   The measured process is the real `python -m exporter run --kubeconfig K --namespace bench
+   --listen '' --checkpoint-file F > /dev/null`; its CPU is the /proc/PID/stat delta from just
+   before the first byte of the stream to the moment it opens the next watch from the stream's last
+   resourceVersion (it has handled every line), so start-up is outside. The floor is `floor.py` on
+   the same file, minus its start-up (the same command on an empty file). An untimed warm-up run
+   writes stdout to a file and counts the records; then `--runs` alternating pairs. Events = the
+   stream's envelopes other than BOOKMARK; Events/s = Events / that wall time. Then `--watch-rates`
+   (100 and 500/s by default): the server sends one chunk every 1/rate s instead (a live cluster's
+   pace, where each Event arrives alone), two rounds per exporter, alternating, each after 10 s idle
+   on an open watch: idle CPU, then CPU per Event over the paced stream (`--watch-paced-seconds`).
+   `--watch-before REV` runs that commit's exporter in every round too.
 """
 
 RERUN = """\
@@ -311,7 +339,8 @@ scripts/testbin all                                   # the real components, onc
 ~/.cache/kube-event-exporter/venv/bin/python -m bench --only latency,peers --no-docs  # print only
 ~/.cache/kube-event-exporter/venv/bin/python -m bench --help                   # sizes, runs, rates
 ```
-Benchmarks: `replay`, `sinks`, `latency`, `memory`, `peers`, `enrich` (`--enrich-pods`, `--enrich-seconds`,
+Benchmarks: `replay`, `sinks`, `latency`, `memory`, `peers`, `watch` (`--watch-group`, `--watch-before REV`),
+`enrich` (`--enrich-pods`, `--enrich-seconds`,
 `--enrich-distinct`; also alone: `python -m bench.enrich --help`). Sizes: `--lines`, `--runs`,
 `--sink-runs`, `--memory-sizes 10000,100000,1000000`, `--rates 10,100`, `--latency-seconds`,
 `--peer-events`, `--peer-rate`, `--peer-rounds`. A subset run keeps the other sections of this file
@@ -454,6 +483,26 @@ NOTES = """\
   8 %, `Pipeline.tick`/`_Clock.now` 5 %, the stdout flush 3 %, `Stats.observe_lag` 2 %. Still half
   the Collector's CPU per Event; if it matters, the lever is the HTTP chunk reader (urllib3's pure
   Python chunked decoding per chunk), not normalise/encode.
+- **Live path at low rates (issue 16 goal 1, 2026-12-02, branch `livepath`).** On this machine a
+  thread that sleeps and wakes costs ~150 us of CPU per wake-up before it does anything (a probe:
+  the same 5 orjson loads+dumps cost 35-45 us back to back, 167-204 us with a 10 ms sleep between),
+  so at 100 Events/s, one Event per TLS record and per wake-up, the wake-ups were most of the
+  ~500 us per Event (section 8, paced). What changed: (1) the watch body is de-chunked by the
+  exporter (`kube/client.py`), one read per TLS record instead of urllib3's chunk-size readline, data
+  read and CRLF read per chunk; (2) a read takes every record already in the socket (a poll that
+  never waits), so one batch, one stdout write, per wake-up; (3) `kubernetes.read_linger_seconds`
+  (50 ms): while Events flow, after the socket is drained, wait that long before reading again, so
+  one wake-up takes ~5 Events at 100/s (a lone Event is read at once; full speed never waits); at
+  most 50 ms more latency; (4) the checkpointer is event-driven (woken by the sources, a fatal sink,
+  a lost lease, a signal; no timer while idle) and the metrics server's accept loop no longer polls
+  twice a second: idle CPU 1.0 -> 0.0 ms/s in 10 ms ticks; (5) the file checkpoint fsyncs its
+  directory once, not per save (~0.2 ms of CPU and half the wall time of a save); (6) `gc.freeze()`
+  after start-up. Where the rest goes at 100/s (perf, paced, file checkpoint): the watch thread's
+  ~20 wake-ups/s and per-Event Python work in cold caches (~150 us/Event), the checkpoint's 5
+  saves/s (~0.6 ms of CPU each: create, write, fsync, rename on ext4; ~40 us/Event at 100/s,
+  `checkpoint.file_interval_seconds` trades it against repeats after a crash); syscalls per Event:
+  2 reads (OpenSSL reads a record's header, then its body; Python's ssl cannot set read-ahead),
+  1 poll(0); per batch 1 write, 1 sleep.
 - **Latency.** The record is usually on stdout within a millisecond of the POST's response: the
   apiserver sends the watch event as it answers the POST, so creation-to-record is bounded by the
   POST's own duration (the `from POST start` columns). Negative values (record before the response

@@ -43,18 +43,27 @@ class Stats:
         self.checkpoint_failures = 0
         self.sink_stats: list[Any] = []  # sinks exposing .metrics() -> iterable of (name, kind, labels, value)
         self.last_progress = time.monotonic()
+        #: Set by progress(): the runner's checkpointer sleeps on it while nothing moves (exporter/runner.py).
+        self.wake: threading.Event | None = None
         self.ready = False
         self.lag_counts = [0] * (len(LAG_BUCKETS) + 1)
         self.lag_sum = 0.0
+        self._lag_ts: str | None = None  # the last timestamp parsed, and its epoch seconds:
+        self._lag_epoch = 0.0            # Events of one burst share their second
 
     def observe_lag(self, ts: str | None) -> None:
         """Seconds from the event's occurrence to its emission (live mode only)."""
         if not ts:
             return
-        try:
-            lag = time.time() - datetime.fromisoformat(ts).timestamp()
-        except (TypeError, ValueError):
-            return
+        if ts == self._lag_ts:
+            epoch = self._lag_epoch
+        else:
+            try:
+                epoch = datetime.fromisoformat(ts).timestamp()
+            except (TypeError, ValueError):
+                return
+            self._lag_ts, self._lag_epoch = ts, epoch
+        lag = time.time() - epoch
         if lag < 0:
             lag = 0.0
         self.lag_counts[bisect.bisect_left(LAG_BUCKETS, lag)] += 1
@@ -68,7 +77,16 @@ class Stats:
         self.watch_restarts[outcome] = self.watch_restarts.get(outcome, 0) + 1
 
     def progress(self) -> None:
+        """A source handed over what it read (or saw the stream alive): /healthz, and the checkpointer's wake-up."""
         self.last_progress = time.monotonic()
+        wake = self.wake
+        if wake is not None and not wake.is_set():  # a look, not a lock, while the checkpointer is awake
+            wake.set()
+
+    def notify(self) -> None:
+        """Something the runner watches changed (a sink became fatal): wake its loop."""
+        if self.wake is not None:
+            self.wake.set()
 
 
 def _collector(stats: Stats) -> Any:
@@ -173,6 +191,9 @@ def serve(stats: Stats, listen: str, stale_after: float) -> Any:
 
     server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    # The selector waits for a connection; poll_interval only bounds how soon shutdown() is seen, and
+    # nothing calls it (a daemon thread): a long one keeps an idle exporter from waking twice a second.
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 3600.0}, name="metrics-http",
+                     daemon=True).start()
     log.info("metrics_listening", listen=f"{host or '0.0.0.0'}:{server.server_address[1]}")
     return server

@@ -4,16 +4,20 @@
     run     one WatchSource thread per stream; the checkpointer saves the committed RVs
             when they moved: the file store within checkpoint.file_interval_seconds
             (0.2 s, fewer repeats after a crash), the ConfigMap store at most every
-            checkpoint.interval_seconds (5 s, API writes)
+            checkpoint.interval_seconds (5 s, API writes). It is event-driven: a source
+            handing records over wakes it (Stats.progress), it then looks at most once per
+            interval while records are in flight, and sleeps while nothing moves
     stop    SIGTERM/SIGINT: stop taking envelopes, deliver what is in flight (sinks'
             close), commit, save the final checkpoint, exit 0
 """
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 from exporter import log
 from exporter.app import build_pipeline, build_sinks, close_sinks
@@ -27,6 +31,19 @@ from exporter.sources.kubernetes import WatchSource, events_path, stream_key
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_API = 0, 1, 2, 3
 DRAIN_TIMEOUT = 25.0  # seconds; under Kubernetes' default 30 s terminationGracePeriodSeconds
+#: Longest sleep of the main loop when nothing happens. Everything it watches wakes it (sources, a
+#: sink turning fatal, a lost lease, signals): this is a safety net only, one look a minute.
+IDLE_WAKE_SECONDS = 60.0
+
+
+def _waking(run: Callable[[], None], wake: threading.Event) -> Callable[[], None]:
+    """A source thread's target that wakes the main loop when it returns (it failed, or stopped)."""
+    def target() -> None:
+        try:
+            run()
+        finally:
+            wake.set()
+    return target
 
 
 def make_store(cfg: Settings, client: KubeClient) -> Store:
@@ -65,13 +82,18 @@ def run(cfg: Settings) -> int:
     stop = threading.Event()
     reason: dict[str, str | None] = {"why": None}
 
+    stats = Stats()
+    #: The main loop's wake-up: a source handed records over (Stats.progress), a source or sink failed,
+    #: leadership was lost, or a signal came. Between those the loop sleeps (no timer while idle).
+    wake = stats.wake = threading.Event()
+
     def on_signal(signum: int, _frame: object) -> None:
         reason["why"] = signal.Signals(signum).name
         stop.set()
+        wake.set()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    stats = Stats()
     if cfg.server.listen:
         try:
             serve(stats, cfg.server.listen, cfg.server.stale_after_seconds)
@@ -142,7 +164,10 @@ def run(cfg: Settings) -> int:
         pipeline.enrich = Enricher.from_settings(cfg.enrich, client)
         stats.sink_stats.append(pipeline.enrich)  # its kee_enrich_* metrics
     if leader is not None:
-        leader.on_lost = pipeline.close  # stop emitting at once, before another replica can start
+        def lost() -> None:
+            pipeline.close()  # stop emitting at once, before another replica can start
+            wake.set()
+        leader.on_lost = lost
 
     sources, threads = [], []
     for ns in namespaces:
@@ -151,31 +176,38 @@ def run(cfg: Settings) -> int:
         log.get(stream=key).info("stream_resuming" if rv else "stream_starting", resource_version=rv,
                                  initial=None if rv else cfg.kubernetes.initial)
         src = WatchSource(client, pipeline, cfg.kubernetes, pipeline.stream(key, rv), ns, stop)
-        t = threading.Thread(target=src.run, name=f"watch-{ns or 'all'}", daemon=True)
+        t = threading.Thread(target=_waking(src.run, wake), name=f"watch-{ns or 'all'}", daemon=True)
         sources.append(src)
         threads.append(t)
     if pod_cfg.enabled:
         for src in pods.build(client, pipeline, cfg.kubernetes, pod_cfg, saved, stop, cluster=cfg.records.cluster_name,
                               max_message_bytes=cfg.records.max_message_bytes):
             sources.append(src)
-            threads.append(threading.Thread(target=src.run, name=f"pods-{src.stream.key}", daemon=True))
+            threads.append(threading.Thread(target=_waking(src.run, wake), name=f"pods-{src.stream.key}",
+                                            daemon=True))
+    # Everything made so far (modules, clients, settings: ~100k objects) lives as long as the process:
+    # out of the cyclic collector's sight, its full collections stop walking them again and again.
+    gc.freeze()
     for t in threads:
         t.start()
 
     last_saved: dict[str, str] = dict(saved)
     exit_code = EXIT_OK
     # The file store saves soon after an ack moves the position (a local fsync); the ConfigMap store
-    # writes to the apiserver, so it keeps the slower rate. commit() is a min() over the sinks: polling
-    # it at this period costs microseconds, and a save happens only when the position moved.
+    # writes to the apiserver, so it keeps the slower rate. The loop below runs at most once per
+    # save_every while records are in flight or the position moves, and sleeps on `wake` otherwise.
     save_every = (cfg.checkpoint.file_interval_seconds if cfg.checkpoint.store == "file"
                   else cfg.checkpoint.interval_seconds)
     ck = log.get(checkpoint=cfg.checkpoint.store)
     failure_logged = [-math.inf]  # a failing file store is retried every tick: log it every interval_seconds
 
-    def checkpoint() -> None:
+    def checkpoint() -> bool:
+        """Save the committed positions if they moved; True while there is more to come (records in
+        flight, or a save that failed)."""
         if leader is not None and not leader.is_leader():
-            return  # deposed: the checkpoint belongs to the new leader now
+            return False  # deposed: the checkpoint belongs to the new leader now
         committed = {k: v for k, v in pipeline.commit().items() if v}
+        busy = stats.in_flight > 0
         if committed and committed != {k: last_saved.get(k) for k in committed}:
             try:
                 t0 = time.perf_counter()
@@ -185,15 +217,17 @@ def run(cfg: Settings) -> int:
                 stats.checkpoint_saved_at = time.time()
                 ck.debug("checkpoint_saved", positions=committed, seconds=round(time.perf_counter() - t0, 6))
             except Exception as exc:  # noqa: BLE001 - a failed save is retried next interval
+                busy = True
                 stats.checkpoint_failures += 1  # kee_checkpoint_failures counts every one
                 if time.monotonic() - failure_logged[0] >= cfg.checkpoint.interval_seconds:
                     failure_logged[0] = time.monotonic()
                     ck.error("checkpoint_save_failed", error=str(exc)[:300], retry_in_seconds=save_every,
                              failures=stats.checkpoint_failures)
+        return busy
 
     while not stop.is_set():
-        stop.wait(save_every)
-        checkpoint()
+        wake.clear()  # before the look: a wake-up during it starts the next round
+        busy = checkpoint()
         for src in sources:
             if src.fatal is not None:
                 failure = src.fatal
@@ -215,6 +249,12 @@ def run(cfg: Settings) -> int:
             lg.warning("leadership_lost_stopping")
             exit_code = EXIT_FAIL
             stop.set()
+        # At most one round per save_every (one wake-up per round while Events flow); then, when nothing
+        # is in flight and nothing woke it meanwhile, sleep until something does.
+        if stop.wait(save_every):
+            break
+        if not busy and not wake.is_set():
+            wake.wait(IDLE_WAKE_SECONDS)
 
     pipeline.close()
     if pipeline.enrich is not None:

@@ -236,6 +236,7 @@ class Delivery:
                       action="the exporter stops (exit 1); what was not delivered is not acknowledged and is "
                              "sent again at the next start")
             self.acks.notify()
+            self.stats.notify()  # the runner looks at every sink's fatal now, not at its next wake-up
         return self.fatal
 
     # --- metrics ----------------------------------------------------------------------------

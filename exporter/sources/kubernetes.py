@@ -178,7 +178,8 @@ class WatchSource:
             q["resourceVersion"] = rv
         handle, decode, pipeline, stats = self.pipeline.handle, wire.decode_line, self.pipeline, self.stats
         try:
-            for lines in self.client.stream(self.path, query=q, inactivity_timeout=self.s.inactivity_timeout_seconds):
+            for lines in self.client.stream(self.path, query=q, inactivity_timeout=self.s.inactivity_timeout_seconds,
+                                            linger=self.s.read_linger_seconds):
                 pipeline.tick()
                 for line in lines:
                     try:
