@@ -2,8 +2,8 @@
 
     python -m bench.probes.enrich_watch SERVER CA TOKEN PATH ACCEPT SECONDS
 
-What a watch-backed enrichment cache would do for one kind: LIST (resourceVersion=0, pages
-of 500, as client-go's reflector), keep per object only what enrichment uses (uid, labels,
+What a watch-backed enrichment cache would do for one kind: LIST (pages of 500, as
+client-go's reflector does when it paginates), keep per object only what enrichment uses (uid, labels,
 the controller owner, spec.nodeName for Pods) in a dict, then WATCH from the list's
 resourceVersion for SECONDS applying every ADDED/MODIFIED/DELETED. Prints "LISTED" once the
 list is held (the parent measures the apiserver's CPU for the list up to that line), then
@@ -26,10 +26,10 @@ ACCEPT = {"metadata": "application/json;as=PartialObjectMetadataList;g=meta.k8s.
           "full": "application/json"}
 
 
-def rss_kib() -> int:
+def rss_kib(field: str = "VmRSS:") -> int:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1])
     return 0
 
@@ -59,7 +59,7 @@ def main() -> None:
     rss0, c0, t0 = rss_kib(), cpu(), time.monotonic()
     list_bytes, cont, rv = 0, "", ""
     while True:
-        q = f"{path}?limit=500&resourceVersion=0" + (f"&continue={cont}" if cont else "")
+        q = f"{path}?limit=500" + (f"&continue={cont}" if cont else "")
         conn.request("GET", q, headers=headers)
         resp = conn.getresponse()
         raw = resp.read()
@@ -105,7 +105,8 @@ def main() -> None:
     print(json.dumps({"accept": accept, "path": path, "objects": len(store), "list_bytes": list_bytes,
                       "list_s": list_s, "list_cpu_s": c1 - c0, "rss_before_kib": rss0, "rss_listed_kib": rss1,
                       "watch_events": events, "watch_by_type": by_type, "watch_bytes": watch_bytes,
-                      "watch_cpu_s": c3 - c2, "rss_end_kib": rss_kib()}), flush=True)
+                      "watch_cpu_s": c3 - c2, "rss_end_kib": rss_kib(),
+                      "rss_peak_kib": rss_kib("VmHWM:")}), flush=True)
 
 
 if __name__ == "__main__":
