@@ -70,13 +70,15 @@ def start_control_plane():
     workdir = Path(tempfile.mkdtemp(prefix="kee-bench-kube-"))
     (workdir / "audit-policy.yaml").write_text(AUDIT_POLICY)
     log("starting etcd + kube-apiserver (audit log of reads)")
-    cp = comps.ControlPlane(workdir, controller_manager=False, scheduler=False, kwok=False, apiserver_args=[
-        f"--audit-policy-file={workdir / 'audit-policy.yaml'}", f"--audit-log-path={workdir / 'audit.log'}",
-        "--audit-log-format=json", "--audit-log-maxsize=0", "--audit-log-mode=blocking"])
+    cp = None
     try:
+        cp = comps.ControlPlane(workdir, controller_manager=False, scheduler=False, kwok=False, apiserver_args=[
+            f"--audit-policy-file={workdir / 'audit-policy.yaml'}", f"--audit-log-path={workdir / 'audit.log'}",
+            "--audit-log-format=json", "--audit-log-maxsize=0", "--audit-log-mode=blocking"])
         cp.start()
     except BaseException:
-        cp.stop()
+        if cp is not None:
+            cp.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     return cp
