@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     def stamp(res: dict) -> dict:
         return {**res, "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": m}
 
-    command = " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])])
+    # machine paths (a peer's binary, --json FILE) are not stored: only their file name
+    command = " ".join(["python -m bench", *(f"<{os.path.basename(a)}>" if os.path.isabs(a) else a
+                                             for a in (argv if argv is not None else sys.argv[1:]))])
 
     def attempt(name, fn):
         t0 = time.monotonic()

@@ -557,7 +557,7 @@ def bench_enrich(cp, pods: int = 2000, deployments: int = 40, rate: float = 100.
     r0 = exps["resmoio"].metrics() if resmoio else {}
     a_api0, mark0 = _apiserver_cpu(cp), audit.mark()
     t_load = time.monotonic()
-    n, achieved = _post_load(cp, ns, rate, seconds, lambda: cluster[pick()], conns=2)
+    n, achieved = _post_load(cp, ns, rate, seconds, lambda: cluster[pick()], conns=4)
     _wait_lines(list(exps.values()), n)
     load_s = time.monotonic() - t_load
     cpu1 = {k: proc_cpu(e.p.pid) or 0.0 for k, e in exps.items()}

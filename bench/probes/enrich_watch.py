@@ -22,8 +22,11 @@ import time
 
 import orjson
 
-ACCEPT = {"metadata": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+ACCEPT = {"metadata": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
           "full": "application/json"}
+#: a watch's events carry single objects: PartialObjectMetadata, not the List type
+WATCH_ACCEPT = {"metadata": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+                "full": "application/json"}
 
 
 def rss_kib(field: str = "VmRSS:") -> int:
@@ -81,7 +84,7 @@ def main() -> None:
     print("LISTED", flush=True)
     wconn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=float(seconds) + 30)
     wconn.request("GET", f"{path}?watch=1&allowWatchBookmarks=true&resourceVersion={rv}"
-                  f"&timeoutSeconds={int(float(seconds))}", headers=headers)
+                  f"&timeoutSeconds={int(float(seconds))}", headers={**headers, "Accept": WATCH_ACCEPT[accept]})
     resp = wconn.getresponse()
     if resp.status != 200:
         raise SystemExit(f"WATCH: {resp.status} {resp.read()[:200]!r}")
