@@ -48,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--peer-rate", type=float, default=100.0, help="Events/s during peers (default 100)")
     p.add_argument("--peer-rounds", type=int, default=3, help="peers rounds (default 3)")
     p.add_argument("--no-resmoio", action="store_true", help="do not try to go install resmoio's exporter")
-    p.add_argument("--enrich-pods", type=int, default=2000, help="Pods for enrich (under 40 Deployments)")
+    p.add_argument("--enrich-pods", type=int, default=2000, help="Pods for enrich (under --enrich-deployments)")
     p.add_argument("--enrich-seconds", type=float, default=60.0, help="seconds of load for enrich (default 60)")
     p.add_argument("--enrich-distinct", type=int, default=10000, help="distinct objects for enrich part B")
     p.add_argument("--watch-group", type=int, default=1,
@@ -58,6 +58,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--watch-paced-seconds", type=float, default=15.0, help="watch: seconds per paced rate")
     p.add_argument("--watch-before", metavar="REV",
                    help="watch: also run this commit's exporter in every round (before/after side by side)")
+    p.add_argument("--enrich-deployments", type=int, default=40, help="Deployments for enrich (default 40)")
+    p.add_argument("--enrich-rate", type=float, default=100.0, help="Events/s for enrich part A (default 100)")
+    p.add_argument("--enrich-distinct-rate", type=float, default=150.0, help="Events/s for enrich part B")
+    p.add_argument("--enrich-watch-seconds", type=float, default=30.0,
+                   help="seconds of churn for enrich part E (watches instead of GETs; 0: skip)")
+    p.add_argument("--enrich-resmoio", metavar="PATH",
+                   help="resmoio's kubernetes-event-exporter binary, run beside ours in enrich part A")
     p.add_argument("--docs", default=str(REPO / "docs" / "BENCHMARKS.md"), help="where to write the document")
     p.add_argument("--no-docs", action="store_true", help="print only; write no document")
     p.add_argument("--json", help="also write this run's raw results to this file")
@@ -94,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     def stamp(res: dict) -> dict:
         return {**res, "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": m}
 
-    command = " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])])
+    # machine paths (a peer's binary, --json FILE) are not stored: only their file name
+    command = " ".join(["python -m bench", *(f"<{os.path.basename(a)}>" if os.path.isabs(a) else a
+                                             for a in (argv if argv is not None else sys.argv[1:]))])
 
     def attempt(name, fn):
         t0 = time.monotonic()
@@ -138,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
                 log("resmoio's exporter did not build:\n" + resmoio["error"])
         cp = broker = col = None
         try:
-            cp = kube.start_control_plane()
+            if "enrich" in only:  # the same etcd + kube-apiserver, with an audit log of reads (requests by client)
+                from bench.enrich import start_control_plane as enrich_control_plane
+                cp = enrich_control_plane()
+            else:
+                cp = kube.start_control_plane()
             if "latency" in only:
                 lat_sinks = {x.strip() for x in args.latency_sinks.split(",")}
                 if lat_sinks & {"kafka", "otlp"}:
@@ -165,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
                                                           resmoio=resmoio))
             if "enrich" in only:
                 from bench.enrich import bench_enrich
-                attempt("enrich", lambda: bench_enrich(cp, args.enrich_pods, 40, 100.0, args.enrich_seconds,
-                                                       args.enrich_distinct))
+                attempt("enrich", lambda: bench_enrich(cp, args.enrich_pods, args.enrich_deployments,
+                                                       args.enrich_rate, args.enrich_seconds, args.enrich_distinct,
+                                                       args.enrich_distinct_rate, args.enrich_resmoio,
+                                                       args.enrich_watch_seconds))
         except Exception as e:  # noqa: BLE001
             log(f"control plane FAILED: {e!r}")
             for name in ("latency", "peers", "enrich"):
