@@ -284,7 +284,7 @@ class CollectorWatcher(Watcher):
 
 def _free_port() -> int:
     from bench.kube import _components
-    return _components().proc.free_port()
+    return _components().free_port()
 
 
 def make_watchers(cp, ns: str, workdir: Path, binaries: dict[str, str]) -> tuple[list[Watcher], dict[str, str]]:

@@ -138,7 +138,7 @@ def peers_table(r: dict) -> str:
                    key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
 
     def rate_label(ph: dict) -> str:
-        asked = "max" if ph["asked"] == "max" else f"{float(ph['asked']):.0f}/s"
+        asked = f"max = {ph['rate']:.0f}/s" if ph["asked"] == "max" else f"{float(ph['asked']):.0f}/s"
         return f"{asked} (achieved {ph['achieved_rate']:.0f}/s)"
     rows = []
     for n in names:
@@ -160,6 +160,14 @@ def peers_table(r: dict) -> str:
         text += "\n\n**Ours / best peer (CPU per Event):** " + "; ".join(
             f"{('max' if k == 'max' else f'{float(k):.0f}/s')}: {v['ours_us']:.0f} vs {v['best_peer_us']:.0f} us "
             f"({v['best_peer']}) = **{v['ratio']:.2f}x**" for k, v in rat.items()) + "."
+    ours = [(ph, ph["watchers"]["kube-event-exporter (ours)"]) for ph in phases
+            if "kube-event-exporter (ours)" in ph["watchers"]]
+    if ours:
+        text += ("\n\n**Our latency, POST answered -> on stdout (from the POST's start), p99 of each round:** "
+                 + "; ".join(
+            f"{rate_label(ph)}: {', '.join(f'{x:.0f}' for x in v['lat_p99_ms'])} ms "
+            f"({', '.join(f'{x:.0f}' for x in v.get('lat_p99_from_post_start_ms', []))} ms)"
+                           for ph, v in ours) + ".")
     rows = []
     for n in names:
         p = r.get("peers", {}).get(n, {})
