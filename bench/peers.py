@@ -458,9 +458,9 @@ def _cpu(pid: int | None) -> float | None:
 
 def bench_peers(cp, binaries: dict[str, str] | None = None, events: int = 2000, rates: Iterable = (100,),
                 rounds: int = 3, idle_s: float = 5.0, restart: bool = True, restart_rate: float = 100.0,
-                down_s: float = 5.0, conns: int = 4, max_probe_s: float = 8.0) -> dict:
-    """rates: Events/s per phase; "max" = the rate a closed-loop probe (conns connections, max_probe_s)
-    reaches with every watcher running."""
+                down_s: float = 5.0, conns: int = 4, max_probe_s: float = 8.0, probe_conns: int = 8) -> dict:
+    """rates: Events/s per phase; "max" = the rate a closed-loop probe (probe_conns connections, max_probe_s)
+    reaches with every watcher running; the phase then asks that rate open-loop over `conns` connections."""
     common.wait_venv()
     binaries = dict(binaries or {})
     ns = cp.create_namespace(f"bench-peers-{uuid.uuid4().hex[:5]}")
@@ -509,11 +509,15 @@ def bench_peers(cp, binaries: dict[str, str] | None = None, events: int = 2000, 
         for rate_spec in rates:
             phase: dict = {"asked": str(rate_spec), "rounds": [], "watchers": {}}
             if str(rate_spec) == "max":
-                uids, took = load.run(None, duration=max_probe_s, reason="BenchProbe")
+                probe = Load(b.cp, b.ns, probe_conns)
+                try:
+                    uids, took = probe.run(None, duration=max_probe_s, reason="BenchProbe")
+                finally:
+                    probe.close()
                 rate = len(uids) / took
-                phase["probe"] = {"events": len(uids), "seconds": took, "rate": rate, "conns": conns,
-                                  "post_errors": load.errors}
-                log(f"peers: closed-loop probe, {conns} connections: {rate:.0f} Events/s")
+                phase["probe"] = {"events": len(uids), "seconds": took, "rate": rate, "conns": probe_conns,
+                                  "post_errors": probe.errors}
+                log(f"peers: closed-loop probe, {probe_conns} connections: {rate:.0f} Events/s")
                 b.wait_seen(uids, 30, quiet_s=8)
             else:
                 rate = float(rate_spec)

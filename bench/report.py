@@ -193,7 +193,8 @@ def peers_table(r: dict) -> str:
                  + table(["watcher", "lost", "duplicated", "re-emitted earlier Events", "running after"], rows))
     load = "; ".join(f"{rate_label(ph)}: POST p50 {median(x['post_p50_ms'] for x in ph['rounds']):.1f} ms, "
                      f"p99 {max(x['post_p99_ms'] for x in ph['rounds']):.1f} ms"
-                     + (f", probe {ph['probe']['rate']:.0f}/s" if ph.get("probe") else "") for ph in phases)
+                     + (f", closed-loop probe {ph['probe']['rate']:.0f}/s over {ph['probe'].get('conns', '?')} "
+                        "connections" if ph.get("probe") else "") for ph in phases)
     text += (f"\n\n{r['rounds']} rounds of {r['events']} Events per rate, POSTed open-loop over "
              f"{r.get('conns', 1)} kept-alive connections ({load}); every watcher sees the same Events at the same "
              "time (one namespace). CPU = utime+stime delta from /proc/PID/stat from the start of a round until "
@@ -396,7 +397,7 @@ memory is also VmRSS sampled from `/proc/PID/status` every 0.2 s. Every componen
    uids (JSON; kube-eventer's klog lines by the first uid of each line), which gives when each Event
    was first written (latency from the POST's response, +-10 ms) and how many times. After every
    watcher wrote a warm-up Event, 5 s idle are measured; then, for each rate of `--peer-rates`
-   (`max` = the rate a closed-loop probe over the same connections reaches with every watcher
+   (`max` = the rate a closed-loop probe over 8 connections reaches with every watcher
    running), `--peer-rounds` rounds of `--peer-events` Events are POSTed open-loop over
    `--peer-conns` connections; a round ends when every watcher has written every Event (or 30 s).
    Last, the restart test: Events at 100/s for 15 s, every watcher SIGKILLed after 5 s and restarted
