@@ -5,9 +5,10 @@
     ... -m bench --only replay --lines 20000 --runs 3 --no-docs            # smaller, nothing written
 
 Benchmarks: replay (stdout vs floor.py), sinks (Kafka, OTLP gRPC/HTTP), enrich (off vs on), latency
-(apiserver -> stdout), memory (10k/100k/1M lines), peers (OTel Collector
-k8s_events, resmoio), watch (`run` fed by a local TLS watch server at full speed vs
-floor.py). Results of a subset are merged with the previous results
+(apiserver -> stdout), memory (10k/100k/1M lines), peers (ours, the OTel Collector's
+k8s_events, and resmoio's kubernetes-event-exporter, kube-eventer and eventrouter from
+binaries given with --peer NAME=PATH), watch (`run` fed by a local TLS watch server at full
+speed vs floor.py). Results of a subset are merged with the previous results
 kept in docs/BENCHMARKS.md, so the document always shows every benchmark with
 the date it was measured.
 """
@@ -45,9 +46,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-sinks", default="stdout,kafka,otlp",
                    help="sinks enabled together in the latency run (stdout always; kafka, otlp = gRPC)")
     p.add_argument("--peer-events", type=int, default=2000, help="Events per peers round (default 2000)")
-    p.add_argument("--peer-rate", type=float, default=100.0, help="Events/s during peers (default 100)")
-    p.add_argument("--peer-rounds", type=int, default=3, help="peers rounds (default 3)")
-    p.add_argument("--no-resmoio", action="store_true", help="do not try to go install resmoio's exporter")
+    p.add_argument("--peer-rates", default="100,500,max",
+                   help="Events/s of each peers phase, comma list; `max` = the rate a closed-loop POST probe "
+                        "reaches with every watcher running (default 100,500,max)")
+    p.add_argument("--peer-rounds", type=int, default=3, help="peers rounds per rate (default 3)")
+    p.add_argument("--peer", action="append", default=[], metavar="NAME=PATH",
+                   help="a peer's binary: resmoio=PATH (resmoio/kubernetes-event-exporter), kube-eventer=PATH, "
+                        "eventrouter=PATH; repeat for each. A peer without a path is skipped (and reported so)")
+    p.add_argument("--peer-conns", type=int, default=4, help="POST connections of the peers load (default 4)")
+    p.add_argument("--no-peer-restart", action="store_true", help="skip the peers restart test")
     p.add_argument("--enrich-pods", type=int, default=2000, help="Pods for enrich (under --enrich-deployments)")
     p.add_argument("--enrich-seconds", type=float, default=60.0, help="seconds of load for enrich (default 60)")
     p.add_argument("--enrich-distinct", type=int, default=10000, help="distinct objects for enrich part B")
@@ -76,12 +83,42 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def public_command(argv: list[str]) -> str:
+    """The command line as stored in the document: a path given to --peer/--json/--docs becomes a placeholder
+    (the document must not name a path of the machine it was measured on)."""
+    out: list[str] = []
+    it = iter(argv)
+    for a in it:
+        key, eq, val = a.partition("=")
+        if key in ("--json", "--docs"):
+            out.append(f"{key}=FILE" if eq else key)
+            if not eq:
+                next(it, None)
+                out.append("FILE")
+        elif key == "--peer":
+            if not eq:
+                val = next(it, "")
+            name = val.partition("=")[0]
+            out += ["--peer", f"{name}=PATH"]
+        elif os.path.isabs(a):  # e.g. --enrich-resmoio PATH
+            out.append(f"<{os.path.basename(a)}>")
+        else:
+            out.append(a)
+    return " ".join(["python -m bench", *out])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     only = [x.strip() for o in args.only for x in o.split(",") if x.strip()] or list(ALL)
     bad = [x for x in only if x not in ALL]
     if bad:
         print(f"unknown benchmark(s) {bad}; choose from {', '.join(ALL)}", file=sys.stderr)
+        return 2
+    try:
+        from bench.peers import parse_peer_args
+        peer_bins = parse_peer_args(args.peer)
+    except ValueError as e:
+        print(e, file=sys.stderr)
         return 2
     if args.render_only:
         path = Path(args.docs)
@@ -101,9 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     def stamp(res: dict) -> dict:
         return {**res, "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": m}
 
-    # machine paths (a peer's binary, --json FILE) are not stored: only their file name
-    command = " ".join(["python -m bench", *(f"<{os.path.basename(a)}>" if os.path.isabs(a) else a
-                                             for a in (argv if argv is not None else sys.argv[1:]))])
+    command = public_command(argv if argv is not None else sys.argv[1:])
 
     def attempt(name, fn):
         t0 = time.monotonic()
@@ -140,11 +175,6 @@ def main(argv: list[str] | None = None) -> int:
                                               [s.strip() for s in args.sinks.split(",") if s.strip()]))
     if "latency" in only or "peers" in only or "enrich" in only:
         from bench import kube
-        resmoio = None
-        if "peers" in only and not args.no_resmoio:
-            resmoio = kube.resmoio_build()
-            if resmoio.get("error"):
-                log("resmoio's exporter did not build:\n" + resmoio["error"])
         cp = broker = col = None
         try:
             if "enrich" in only:  # the same etcd + kube-apiserver, with an audit log of reads (requests by client)
@@ -174,8 +204,10 @@ def main(argv: list[str] | None = None) -> int:
                         kube.stop(comp)
                 broker = col = None
             if "peers" in only:
-                attempt("peers", lambda: kube.bench_peers(cp, args.peer_events, args.peer_rate, args.peer_rounds,
-                                                          resmoio=resmoio))
+                from bench.peers import bench_peers
+                rates = [x.strip() for x in args.peer_rates.split(",") if x.strip()]
+                attempt("peers", lambda: bench_peers(cp, peer_bins, args.peer_events, rates, args.peer_rounds,
+                                                     restart=not args.no_peer_restart, conns=args.peer_conns))
             if "enrich" in only:
                 from bench.enrich import bench_enrich
                 attempt("enrich", lambda: bench_enrich(cp, args.enrich_pods, args.enrich_deployments,

@@ -1,11 +1,10 @@
-"""Benchmarks 3 and 5, on a real apiserver (tests/components ControlPlane, loopback only).
+"""Benchmark 3 and the shared apiserver machinery (tests/components ControlPlane, loopback only).
 
 3. latency: Events POSTed through the API at fixed rates; for each, the time from
    the POST's completion to the moment its record is read from the exporter's
    stdout (a pipe read line by line in this process), p50/p99.
-5. peers: the same API load watched side by side by our exporter and by the
-   OpenTelemetry Collector's k8s_events receiver (and resmoio's exporter when it
-   builds); CPU per event from /proc/PID/stat deltas, memory from VmRSS samples.
+5. peers: bench/peers.py (our exporter, the Collector's k8s_events and the peers
+   whose binaries are given on the command line, on the same API load).
 """
 from __future__ import annotations
 
@@ -24,16 +23,10 @@ from pathlib import Path
 from bench import common
 from bench.common import (
     REPO,
-    RssSampler,
-    cache_dir,
     exporter_argv,
     log,
-    median,
     percentile,
     proc_cpu,
-    proc_cpu_split,
-    proc_hwm_kb,
-    vmrss_kb,
     wait_venv,
 )
 
@@ -347,213 +340,4 @@ def bench_latency(cp, rates=(10, 100), duration: float = 20.0, broker=None, col=
             a.halt.set()
         end(p)
         cp.kubectl("delete", "namespace", ns, "--wait=false", check=False)
-    return out
-
-
-# -- peers ------------------------------------------------------------------------------------
-
-GO_MODULE = "github.com/resmoio/kubernetes-event-exporter"
-
-
-def _go_env() -> dict:
-    go = cache_dir() / "go"
-    return {**os.environ, "GOMODCACHE": str(go / "mod"), "GOCACHE": str(go / "build"),
-            "GOBIN": str(cache_dir() / "bin"), "GOFLAGS": "-mod=mod"}
-
-
-def resmoio_build(timeout: float = 600) -> dict:
-    """Install resmoio's kubernetes-event-exporter from the Go module proxy into $CACHE/bin, once.
-
-    Returns {"binary": path} or {"error": the exact go output}."""
-    binp = cache_dir() / "bin" / "kubernetes-event-exporter"
-    if binp.exists():
-        return {"binary": str(binp)}
-    if not shutil.which("go"):
-        return {"error": "go is not on PATH"}
-    deadline = time.monotonic() + 300
-    while subprocess.run(["pgrep", "-f", "go build"], capture_output=True).returncode == 0:
-        if time.monotonic() > deadline:
-            return {"error": "another `go build` kept running for 5 minutes; not attempted"}
-        log("waiting for another `go build` to finish")
-        time.sleep(10)
-    env = _go_env()
-    lst = subprocess.run(["go", "list", "-m", "-versions", GO_MODULE], capture_output=True, text=True,
-                         env=env, cwd="/tmp", timeout=120)
-    cmd_list = f"go list -m -versions {GO_MODULE}"
-    if lst.returncode != 0:
-        version = "latest"
-        listing = f"$ {cmd_list}\n{(lst.stdout + lst.stderr).strip()}"
-    else:
-        versions = lst.stdout.split()[1:]
-        version = versions[-1] if versions else "latest"
-        listing = f"$ {cmd_list}\n{lst.stdout.strip()}"
-    log(f"go install {GO_MODULE}@{version}")
-    cmd = ["go", "install", f"{GO_MODULE}@{version}"]
-    try:
-        inst = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd="/tmp", timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"{listing}\n$ {' '.join(cmd)}\n(timed out after {timeout:.0f} s)"}
-    if inst.returncode != 0 or not binp.exists():
-        return {"error": f"{listing}\n$ {' '.join(cmd)}\n{(inst.stdout + inst.stderr).strip()}"}
-    return {"binary": str(binp), "version": version}
-
-
-class Peer:
-    """One watcher of the namespace: a process, where its output goes, and how to read event uids from it."""
-
-    def __init__(self, name: str, pid_fn, uids_fn, stop_fn):
-        self.name, self._pid, self.uids, self.stop = name, pid_fn, uids_fn, stop_fn
-
-    @property
-    def pid(self) -> int:
-        return self._pid()
-
-
-def _file_uids(path: Path, extract) -> set:
-    import orjson
-    out = set()
-    if not path.exists():
-        return out
-    for line in path.read_bytes().splitlines():
-        try:
-            out.add(extract(orjson.loads(line)))
-        except Exception:  # noqa: BLE001
-            pass
-    return out
-
-
-def _ours(cp, ns, workdir) -> Peer:
-    path = workdir / "ours.jsonl"
-    f = open(path, "wb")
-    p = start_exporter(cp, ns, workdir, stdout=f)
-    f.close()
-    return Peer("kube-event-exporter (ours)", lambda: p.pid,
-                lambda: _file_uids(path, lambda r: r["event"]["uid"]), lambda: end(p))
-
-
-def _otelcol(cp, ns, workdir) -> Peer:
-    comps = _components()
-    (workdir / "otelcol").mkdir(exist_ok=True)
-    col = comps.Collector.k8s_events(cp, namespaces=[ns], workdir=workdir / "otelcol")
-    col.start()
-
-    def uids():
-        return {r["attributes"].get("k8s.event.uid") for r in col.read_logs()}
-    return Peer("OTel Collector k8s_events", lambda: col.process.pid, uids, col.stop)
-
-
-def _resmoio(cp, ns, workdir, binp: str) -> Peer:
-    cfg = workdir / "resmoio.yaml"
-    cfg.write_text(json.dumps({"logLevel": "error", "logFormat": "json", "namespace": ns,
-                               "maxEventAgeSeconds": 60,
-                               "route": {"routes": [{"match": [{"receiver": "dump"}]}]},
-                               "receivers": [{"name": "dump", "stdout": {}}]}))
-    path = workdir / "resmoio.jsonl"
-    f = open(path, "wb")
-    p = subprocess.Popen([binp, f"-conf={cfg}"], stdout=f, stderr=open(workdir / "resmoio.stderr", "wb"),
-                         env={**os.environ, "KUBECONFIG": str(cp.kubeconfig)}, stdin=subprocess.DEVNULL,
-                         preexec_fn=_die_with_parent)
-    f.close()
-    return Peer("resmoio kubernetes-event-exporter", lambda: p.pid,
-                lambda: _file_uids(path, lambda r: r["metadata"]["uid"]), lambda: end(p))
-
-
-def bench_peers(cp, events: int = 2000, rate: float = 200.0, rounds: int = 3, idle_s: float = 5.0,
-                resmoio: dict | None = None) -> dict:
-    wait_venv()
-    ns = cp.create_namespace(f"bench-peers-{uuid.uuid4().hex[:5]}")
-    workdir = Path(cp.dir) / "bench-peers"
-    workdir.mkdir(exist_ok=True)
-    peers: list[Peer] = []
-    out: dict = {"events": events, "rate": rate, "rounds": rounds, "idle_s": idle_s, "peers": {}}
-    poster = EventPoster(cp, ns)
-    samplers = {}
-    try:
-        peers.append(_ours(cp, ns, workdir))
-        peers.append(_otelcol(cp, ns, workdir))
-        if resmoio and resmoio.get("binary"):
-            peers.append(_resmoio(cp, ns, workdir, resmoio["binary"]))
-        # ready = each has printed a warm-up event created after it started
-        time.sleep(1.5)
-        warm, _, _ = poster.post("BenchWarmup")
-        deadline = time.monotonic() + 60
-        pending = list(peers)
-        while pending and time.monotonic() < deadline:
-            pending = [pr for pr in pending if warm not in pr.uids()]
-            time.sleep(0.3)
-        if pending:
-            raise RuntimeError(f"not ready within 60 s: {[pr.name for pr in pending]}")
-        time.sleep(2)  # let start-up settle before the baseline
-        for pr in peers:
-            samplers[pr.name] = RssSampler(pr.pid, 0.2)
-            samplers[pr.name].start()
-        # idle cost: CPU over a quiet window, no Events created
-        idle0 = {pr.name: proc_cpu(pr.pid) for pr in peers}
-        time.sleep(idle_s)
-        idle = {pr.name: (proc_cpu(pr.pid) - idle0[pr.name]) / idle_s for pr in peers}
-        rounds_out: dict[str, list] = {pr.name: [] for pr in peers}
-        loads = []
-        for rnd in range(rounds):
-            base = {pr.name: proc_cpu(pr.pid) for pr in peers}
-            split0 = {pr.name: proc_cpu_split(pr.pid) for pr in peers}
-            sent = []
-            t0 = time.monotonic()
-            for _ in paced(rate, count=events):
-                sent.append(poster.post("BenchPeers")[0])
-            loads.append(time.monotonic() - t0)
-            want = set(sent)
-            done_at: dict[str, float] = {}
-            got: dict[str, int] = {}
-            deadline = time.monotonic() + 60
-            while len(done_at) < len(peers) and time.monotonic() < deadline:
-                for pr in peers:
-                    if pr.name not in done_at:
-                        have = want & pr.uids()
-                        got[pr.name] = len(have)
-                        if len(have) == len(want):
-                            done_at[pr.name] = time.monotonic() - t0
-                time.sleep(0.5)
-            cpu_end = {pr.name: proc_cpu(pr.pid) for pr in peers}
-            split1 = {pr.name: proc_cpu_split(pr.pid) for pr in peers}
-            for pr in peers:
-                cpu = cpu_end[pr.name] - base[pr.name]
-                sys_s = split1[pr.name][1] - split0[pr.name][1]
-                rounds_out[pr.name].append({"received": got.get(pr.name, 0), "cpu_s": cpu, "sys_s": sys_s,
-                                            "rss_after_mib": (vmrss_kb(pr.pid) or 0) / 1024,
-                                            "all_seen_after_s": done_at.get(pr.name)})
-                log(f"peers round {rnd + 1}/{rounds} {pr.name}: {got.get(pr.name, 0)}/{events}, CPU {cpu:.2f}s "
-                    f"({cpu / events * 1e6:.0f} us/event)")
-        for pr in peers:
-            rss = samplers[pr.name].stop()
-            rs = rounds_out[pr.name]
-            cpu = median(r["cpu_s"] for r in rs)
-            out["peers"][pr.name] = {
-                "received": [r["received"] for r in rs], "missing": sum(events - r["received"] for r in rs),
-                "cpu_s": [round(r["cpu_s"], 3) for r in rs], "cpu_median_s": cpu,
-                "cpu_us_per_event": cpu / events * 1e6, "idle_cpu_ms_per_s": idle[pr.name] * 1000,
-                "sys_share": (sum(r["sys_s"] for r in rs) / sum(r["cpu_s"] for r in rs)
-                              if sum(r["cpu_s"] for r in rs) else None),
-                "max_sampled_rss_mib": max(rss, default=0) / 1024,
-                "median_sampled_rss_mib": median(rss) / 1024 if rss else 0.0,
-                "hwm_mib": (proc_hwm_kb(pr.pid) or 0) / 1024,
-                "all_seen_after_s": [r["all_seen_after_s"] for r in rs],
-                "rss_after_rounds_mib": [round(r["rss_after_mib"], 1) for r in rs]}
-        load_s = median(loads)
-        out["load_s"] = load_s
-        out["achieved_rate"] = events / load_s
-    finally:
-        for smp in samplers.values():
-            try:
-                smp.stop()
-            except Exception:  # noqa: BLE001 - never skip stopping the peers
-                pass
-        poster.close()
-        for pr in peers:
-            try:
-                pr.stop()
-            except Exception as e:  # noqa: BLE001
-                log(f"stopping {pr.name}: {e}")
-        cp.kubectl("delete", "namespace", ns, "--wait=false", check=False)
-    if resmoio and resmoio.get("error"):
-        out["resmoio_error"] = resmoio["error"]
     return out

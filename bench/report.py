@@ -131,6 +131,94 @@ def memory_table(r: dict) -> str:
 
 
 def peers_table(r: dict) -> str:
+    if r.get("version", 1) < 2:
+        return _peers_table_v1(r)
+    phases = r["phases"]
+    names = sorted({n for ph in phases for n in ph["watchers"]} | set(r.get("peers", {})),
+                   key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
+
+    def rate_label(ph: dict) -> str:
+        asked = f"max = {ph['rate']:.0f}/s" if ph["asked"] == "max" else f"{float(ph['asked']):.0f}/s"
+        return f"{asked} (achieved {ph['achieved_rate']:.0f}/s)"
+    rows = []
+    for n in names:
+        row = [n]
+        for ph in phases:
+            v = ph["watchers"].get(n)
+            if v is None:
+                row.append("-")
+                continue
+            total = sum(x["events"] for x in ph["rounds"])
+            seen = sum(v["received"])
+            row.append(f"**{v['us_per_event_median']:.0f}** ({', '.join(f'{x:.0f}' for x in v['us_per_event'])})"
+                       + ("" if seen == total else f", {seen}/{total} seen"))
+        rows.append(row)
+    text = ("CPU us per Event, median of the rounds (each round):\n\n"
+            + table(["watcher"] + [rate_label(ph) for ph in phases], rows))
+    rat = r.get("ratios", {})
+    if rat:
+        text += "\n\n**Ours / best peer (CPU per Event):** " + "; ".join(
+            f"{('max' if k == 'max' else f'{float(k):.0f}/s')}: {v['ours_us']:.0f} vs {v['best_peer_us']:.0f} us "
+            f"({v['best_peer']}) = **{v['ratio']:.2f}x**" for k, v in rat.items()) + "."
+    ours = [(ph, ph["watchers"]["kube-event-exporter (ours)"]) for ph in phases
+            if "kube-event-exporter (ours)" in ph["watchers"]]
+    if ours:
+        text += ("\n\n**Our latency, POST answered -> on stdout (from the POST's start), p99 of each round:** "
+                 + "; ".join(
+            f"{rate_label(ph)}: {', '.join(f'{x:.0f}' for x in v['lat_p99_ms'])} ms "
+            f"({', '.join(f'{x:.0f}' for x in v.get('lat_p99_from_post_start_ms', []))} ms)"
+                           for ph, v in ours) + ".")
+    rows = []
+    for n in names:
+        p = r.get("peers", {}).get(n, {})
+        lat = []
+        for ph in phases:
+            v = ph["watchers"].get(n)
+            lat.append("-" if v is None else f"{v['lat_p50_ms']:.0f} / {max(v['lat_p99_ms']):.0f}")
+        rows.append([n, f"{_f(p.get('rss_start_mib'), '{:.1f}')} -> {_f(p.get('rss_end_mib'), '{:.1f}')}",
+                     _f(p.get("max_sampled_rss_mib"), "{:.1f}"), _f(p.get("idle_cpu_ms_per_s"), "{:.1f}"),
+                     _f(phases[0]["watchers"].get(n, {}).get("sys_share") if phases else None, "{:.0%}"), *lat])
+    text += ("\n\nMemory, idle cost and latency (Event POST answered -> written by the watcher, p50 / worst "
+             "round's p99, ms):\n\n"
+             + table(["watcher", "RSS start -> end MiB", "max sampled RSS MiB", "idle CPU ms/s",
+                      "sys share (first rate)"] + [f"latency {rate_label(ph)}" for ph in phases], rows))
+    rs = r.get("restart")
+    if rs:
+        rows = [[n, v["lost"], v["duplicated"], v["re_emitted_earlier"], "yes" if v["restarted"] else "no"]
+                for n, v in ordered(rs["watchers"])]
+        text += (f"\n\nRestart test: {rs['created']} Events POSTed at {rs['rate']:.0f}/s; 5 s after the start "
+                 f"every watcher was SIGKILLed at once and restarted {rs['down_s']:.1f} s later; the load went "
+                 "on 5 s more. Lost = created during the test, never written; duplicated = extra copies of "
+                 "those; re-emitted = extra copies, after the restart, of Events from the earlier phases.\n\n"
+                 + table(["watcher", "lost", "duplicated", "re-emitted earlier Events", "running after"], rows))
+    load = "; ".join(f"{rate_label(ph)}: POST p50 {median(x['post_p50_ms'] for x in ph['rounds']):.1f} ms, "
+                     f"p99 {max(x['post_p99_ms'] for x in ph['rounds']):.1f} ms"
+                     + (f", closed-loop probe {ph['probe']['rate']:.0f}/s over {ph['probe'].get('conns', '?')} "
+                        "connections" if ph.get("probe") else "") for ph in phases)
+    text += (f"\n\n{r['rounds']} rounds of {r['events']} Events per rate, POSTed open-loop over "
+             f"{r.get('conns', 1)} kept-alive connections ({load}); every watcher sees the same Events at the same "
+             "time (one namespace). CPU = utime+stime delta from /proc/PID/stat from the start of a round until "
+             "every watcher has written every Event (kube-eventer batches every 5 s, so a round lasts at least "
+             "that long after the load; the others are idle meanwhile). `max` = the rate a closed-loop probe "
+             "(as fast as the connections go) reached with every watcher running, then asked open-loop.")
+    if r.get("upstream"):
+        text += " Peers' upstream commits: " + ", ".join(f"{k} {v}" for k, v in r["upstream"].items()) + "."
+    for n, why in r.get("skipped", {}).items():
+        text += f"\n\n- **{n}: skipped** - {why}."
+    for n, why in r.get("failed", {}).items():
+        text += f"\n\n- **{n}: failed** - `{why[-600:].strip()}`"
+    return text
+
+
+def median(xs) -> float:
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    m = len(xs) // 2
+    return xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2
+
+
+def _peers_table_v1(r: dict) -> str:
     rows = []
     for name, v in ordered(r["peers"]):
         rows.append([name, f"{sum(v['received'])}/{r['events'] * r['rounds']}",
@@ -206,7 +294,13 @@ def headline(results: dict) -> str:
         rows.append(["max RSS, " + " / ".join(f"{x['lines']:,}" for x in sz) + " lines",
                      " / ".join(f"{x['maxrss_mib']:.0f}" for x in sz) + " MiB",
                      f"growth {results['memory']['growth_mib']:+.1f} MiB"])
-    if "peers" in results:
+    if "peers" in results and results["peers"].get("version", 1) >= 2:
+        for k, v in results["peers"].get("ratios", {}).items():
+            rate = "max" if k == "max" else f"{float(k):.0f}/s"
+            rows.append([f"live path CPU/Event at {rate} ({v['rate']:.0f}/s asked), ours vs best peer",
+                         f"**{v['ratio']:.2f}x**", f"{v['ours_us']:.0f} vs {v['best_peer_us']:.0f} us "
+                         f"({v['best_peer']})"])
+    elif "peers" in results:
         for name, v in ordered(results["peers"]["peers"]):
             rows.append([f"apiserver load, {name}", f"{v['cpu_us_per_event']:.0f} us CPU/event",
                          f"max RSS {v['max_sampled_rss_mib']:.0f} MiB"])
@@ -303,12 +397,27 @@ memory is also VmRSS sampled from `/proc/PID/status` every 0.2 s. Every componen
    and a poller of the Collector's output file (every 5 ms) timestamp each record's arrival.
 4. **Memory.** `replay` of 10k, 100k and 1M-line streams (1M lines is ~1.2 GB) to /dev/null, VmRSS
    sampled every 0.2 s plus ru_maxrss. Flat means the peak does not grow with the stream.
-5. **Peers.** One namespace, watched at the same time by our exporter (`run`, stdout to a file) and
-   by otelcol-kee with only the contrib `k8s_events` receiver (file exporter, JSON), built by
-   `scripts/testbin`. After both printed a warm-up Event, 5 s idle are measured, then rounds of
-   Events are POSTed at a fixed rate; a round ends when every watcher has written every Event.
-   resmoio's kubernetes-event-exporter is tried with `go install` from the Go module proxy
-   (GOMODCACHE/GOCACHE under `~/.cache/kube-event-exporter/go`, GOBIN `~/.cache/kube-event-exporter/bin`).
+5. **Peers** (bench/peers.py). One namespace, watched at the same time by our exporter
+   (`run`, stdout to a file, file checkpoint), by otelcol-kee with only the contrib `k8s_events`
+   receiver (file exporter, JSON; built by `scripts/testbin`), and by the peers whose binaries are
+   given on the command line: `--peer resmoio=PATH` (resmoio/kubernetes-event-exporter, upstream
+   907ce91: `-conf` with `namespace`, `omitLookup: true`, `maxEventAgeSeconds: 60`, one `stdout`
+   receiver), `--peer kube-eventer=PATH` (AliyunContainerService/kube-eventer, 0974bca:
+   `--source=kubernetes:?inClusterConfig=false&localKubeConfig=K --sink=log --frequency=5s`, the
+   shortest batch interval it accepts; it has no namespace option and watches every namespace, where
+   only the benchmark writes Events), `--peer eventrouter=PATH` (heptiolabs/eventrouter, eec9229:
+   `config.json` with `kubeconfig` and `sink: stdout`; every namespace too). The binaries are built
+   outside this repository from their own; the benchmark only takes their paths, and a peer without
+   one is skipped (the section says so). Each watcher's output is polled every 10 ms for the Events'
+   uids (JSON; kube-eventer's klog lines by the first uid of each line), which gives when each Event
+   was first written (latency from the POST's response, +-10 ms) and how many times. After every
+   watcher wrote a warm-up Event, 5 s idle are measured; then, for each rate of `--peer-rates`
+   (`max` = the rate a closed-loop probe over 8 connections reaches with every watcher
+   running), `--peer-rounds` rounds of `--peer-events` Events are POSTed open-loop over
+   `--peer-conns` connections; a round ends when every watcher has written every Event (or 30 s).
+   Last, the restart test: Events at 100/s for 15 s, every watcher SIGKILLed after 5 s and restarted
+   5 s later (ours resumes from its checkpoint file; the others as they do). A watcher that fails to
+   start, or dies, is reported in the section and left out of the rest; the others go on.
 6. **Enrichment** (bench/enrich.py). etcd + kube-apiserver; Deployments, one ReplicaSet each and
    their Pods (labels, ownerReferences, nodeName on fake nodes) created through the API, as the
    controllers would. Two exporters watch the namespace at once, one with `enrich.enabled=true`
@@ -347,7 +456,9 @@ Benchmarks: `replay`, `sinks`, `latency`, `memory`, `peers`, `watch` (`--watch-g
 `enrich` (`--enrich-pods`, `--enrich-seconds`,
 `--enrich-distinct`; also alone: `python -m bench.enrich --help`). Sizes: `--lines`, `--runs`,
 `--sink-runs`, `--memory-sizes 10000,100000,1000000`, `--rates 10,100`, `--latency-seconds`,
-`--peer-events`, `--peer-rate`, `--peer-rounds`. A subset run keeps the other sections of this file
+`--peer-events`, `--peer-rates 100,500,max`, `--peer-rounds`, `--peer NAME=PATH` (resmoio, kube-eventer,
+eventrouter: the peers' binaries, built outside this repository; without them the peers benchmark
+runs ours and the Collector only). A subset run keeps the other sections of this file
 (their raw results are in the comment at its end). Streams are cached in
 `~/.cache/kube-event-exporter/bench/streams` (delete them to free ~1.4 GB). The whole suite takes
 about 5-6 minutes. The smoke test `tests/unit/test_bench_smoke.py` runs the replay measure on a
@@ -554,9 +665,4 @@ NOTES = """\
   distinct Pods through it: 17.7k kept, VmRSS +34 MiB (allocator slack after 82k evictions), so the
   exporter stays under ~90 MiB with enrichment at its bounds; the documented bound is 128 MiB. Part
   B (10k distinct objects through the real apiserver, 8k of them 404s) grew RSS by 8.4 MiB.
-- **resmoio's kubernetes-event-exporter** could not be fetched: the Go module proxy answers
-  `403 Forbidden` for the module's version list (see section 5 for the exact output), so neither
-  `go list -m -versions` nor `go install ...@latest` work here. `bench/kube.py` has a runner for it
-  (stdout receiver, `-conf`, KUBECONFIG), used as soon as `~/.cache/kube-event-exporter/bin/kubernetes-event-exporter`
-  exists - untested, since the binary could not be had.
 """
