@@ -586,8 +586,13 @@ NOTES = """\
   machine's load, but every watcher is measured over the same Events at the same time, so the
   ratio is the figure to quote: **ours / best peer = 0.80x at 100/s asked, 0.82x at 500/s asked,
   0.77x at the max (63/s)**, the best peer being kube-eventer every time (its 5 s batches make its
-  latency 2.5-5 s). Issue 16 goal 1 (<= 0.5x) is **not met**; p99 latency POST answered -> our
-  stdout 63-118 ms (from the POST's start 165-315 ms, the POST itself taking up to 280 ms at p99),
+  latency 2.5-5 s). A second run of the same command right after (05:31-05:37 UTC, load 13-16,
+  `--no-docs`; the apiserver then reached 73-77/s, probe 128/s) gave ours 320 / 365 / 320 us per
+  Event against kube-eventer's 460 / 485 / 465: **0.70x, 0.75x, 0.69x**; resmoio 520-555,
+  eventrouter 475-515; restart: ours 0 lost / 0 duplicated, resmoio 0 / 340 (+2270 earlier Events
+  again), eventrouter 0 / 354 (+19,026), kube-eventer 501 / 0. Issue 16 goal 1 (<= 0.5x) is
+  **not met** (0.69-0.82x over the two runs); p99 latency POST answered -> our stdout 63-160 ms
+  (from the POST's start 165-315 ms in the first run, the POST itself taking up to 280 ms at p99),
   under the 1 s goal at every rate measured.
 - **Restart test (SIGKILL of every watcher at once, 5.5 s down, ~100 Events/s asked).** Ours: 0
   lost, 12 duplicated (the 0.2 s file checkpoint). resmoio: 0 lost, 301 duplicated, and it wrote
