@@ -15,6 +15,7 @@ names the setting and the fix), 3 cannot authenticate or is forbidden by RBAC.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from typing import Any
@@ -154,6 +155,16 @@ def overrides_from(opts: dict[str, Any]) -> list[tuple[str, Any]] | str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Start-up makes long-lived objects only (modules, classes, settings): no collection while it runs
+    # (~2% of a 10,000-line replay's CPU); once it is done they are frozen out of the collector's way.
+    gc.disable()
+    try:
+        return _main(argv)
+    finally:
+        gc.enable()
+
+
+def _main(argv: list[str] | None) -> int:
     opts = options(argv)
     from exporter import config, log
     from exporter.errors import ConfigError
@@ -176,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     log.configure(cfg.log.level, cfg.log.format, cache=True)
     lg = log.get(command=opts["command"])
+    gc.freeze()
+    gc.enable()
     try:
         if opts["command"] == "replay":
             from exporter import app
