@@ -211,7 +211,7 @@ def headline(results: dict) -> str:
                      f"{off['cpu_us_per_event']:.0f} -> {on['cpu_us_per_event']:.0f} us",
                      f"{off['rss_max_mib']:.0f} -> {on['rss_max_mib']:.0f} MiB, "
                      f"{a['requests_per_min']:.0f} API requests/min"])
-        rm = a["side"].get("resmoio")
+        rm = (results["enrich"].get("A_resmoio") or a)["side"].get("resmoio")
         if rm:
             rows.append(["resmoio's exporter with its lookups, same load (CPU/Event, max RSS)",
                          f"{rm['cpu_us_per_event']:.0f} us", f"{rm['rss_max_mib']:.0f} MiB"])
