@@ -303,8 +303,13 @@ memory is also VmRSS sampled from `/proc/PID/status` every 0.2 s. Every componen
    controllers would. Two exporters watch the namespace at once, one with `enrich.enabled=true`
    (defaults), one without; Events about the Pods are POSTed at a fixed rate, the Pod picked
    Zipf-like; CPU from /proc/PID/stat deltas over the load, RSS sampled every 0.5 s, API requests
-   from the enriched exporter's `kee_enrich_api_requests_total`. Then one enriched exporter with
-   the rate limit lifted gets Events about N distinct Pods (the real ones, then deleted names).
+   from the enriched exporter's `kee_enrich_api_requests_total` and, per client, from the
+   apiserver's audit log of reads (by User-Agent). With `--enrich-resmoio PATH` the load is run a
+   second time with resmoio's exporter (its own lookups on) beside ours. Part E lists and watches
+   Pods (whole and metadata-only) and ReplicaSets (metadata-only) the way a watch-backed cache
+   would (`bench/probes/enrich_watch.py`) under Pod/ReplicaSet status churn. Then one enriched
+   exporter with the rate limit lifted gets Events about N distinct Pods (the real ones, then
+   deleted names).
 """
 
 RERUN = """\
@@ -315,8 +320,9 @@ scripts/testbin all                                   # the real components, onc
 ~/.cache/kube-event-exporter/venv/bin/python -m bench --only latency,peers --no-docs  # print only
 ~/.cache/kube-event-exporter/venv/bin/python -m bench --help                   # sizes, runs, rates
 ```
-Benchmarks: `replay`, `sinks`, `latency`, `memory`, `peers`, `enrich` (`--enrich-pods`, `--enrich-seconds`,
-`--enrich-distinct`; also alone: `python -m bench.enrich --help`). Sizes: `--lines`, `--runs`,
+Benchmarks: `replay`, `sinks`, `latency`, `memory`, `peers`, `enrich` (`--enrich-pods`, `--enrich-deployments`,
+`--enrich-seconds`, `--enrich-distinct`, `--enrich-distinct-rate`, `--enrich-watch-seconds`, `--enrich-resmoio PATH`;
+also alone: `python -m bench.enrich --help`). Sizes: `--lines`, `--runs`,
 `--sink-runs`, `--memory-sizes 10000,100000,1000000`, `--rates 10,100`, `--latency-seconds`,
 `--peer-events`, `--peer-rate`, `--peer-rounds`. A subset run keeps the other sections of this file
 (their raw results are in the comment at its end). Streams are cached in
@@ -487,27 +493,35 @@ NOTES = """\
   per minute follow the number of distinct objects with Events per `enrich.ttl_seconds`, never the
   Event rate: a warm cache over a stable set of Pods costs a few requests a minute.
 - **Metadata-only vs whole Pods.** PartialObjectMetadata still carries `managedFields`, so a Pod's
-  metadata is 2.0 KB against 3.1 KB whole (ReplicaSet 1.1 vs 1.6 KB) at the same latency: reading
-  Pods whole for `spec.nodeName` (one request either way) costs ~50 % more bytes and ~15 % more CPU
-  per Pod lookup; owners (ReplicaSets, Deployments, Jobs...) are read as metadata.
-- **Watches vs GETs: GETs for every kind; no watch was built.** A metadata watch of Pods would hold
-  every Pod of the cluster (10k pods x ~1.8 KB = ~18 MiB, whether or not they ever have an Event)
-  and receive every Pod change (status updates outnumber Events in a busy cluster), plus a LIST of
-  all Pods at every start and every 410; GETs cost one request per distinct object with an Event
-  per TTL, bounded by the rate limit, and hold only those. For ReplicaSets/Deployments/Jobs the
-  GETs are a handful per TTL (one per owner, shared by all its Pods), so a watch cannot win there
-  either. A watch of Pods wins when most Pods have Events within every TTL and Pods change less
-  often than that - this benchmark's Pods never change, so there one LIST of 2000 Pods would have
-  been cheaper than ~1000 GETs at ~0.8 ms of CPU each; in a cluster whose Pods restart and change
-  status (the ones with Events do) every change is a watch event too. Not built, not measured.
+  metadata is 2.0 KB against 3.1 KB whole (ReplicaSet 1.1 vs 1.6 KB): reading Pods whole for
+  `spec.nodeName` (one request either way) costs ~50 % more bytes per Pod lookup; owners
+  (ReplicaSets, Deployments, Jobs...) are read as metadata. The apiserver CPU per GET in part C
+  (1.6-3.6 ms at load average 12-16) is too noisy on this machine to rank the two.
+- **Watches vs GETs, per kind (part E; decision in docs/design.md): GETs for every kind.** At 10k
+  Pods a Pod watch needs whole objects (nodeName): a LIST of 29.7 MiB costing the apiserver 1.4 s
+  and the client 1.2 s of CPU at every start and 410, 28.7 MiB held (~2.9 KiB a Pod, ~290 MiB at
+  100k Pods: over the 128 MiB bound, and a watch-backed store cannot evict), and one 3.6 KB event
+  (~320 us of client CPU) per Pod change whether or not the Pod has Events. GETs cost ~0.8 ms of
+  exporter CPU and ~3 KB each but only one per distinct Pod with an Event per TTL, in a bounded
+  cache. Per unit the watch event is cheaper, so on CPU alone the two break even when Pods change
+  ~2.5x as often as they are looked up; memory and relists decide for GETs. Owners: 200 ReplicaSets
+  as a metadata watch are cheap to list (0.2 MiB) but every status update is an event (1.4 KB,
+  ~350 us), and an owner's status changes with each of its Pods' readiness, while GETs read each
+  owner once per TTL (200 ReplicaSets + 200 Deployments per 5 min here).
 - **Memory bound.** The cache is bounded by entries (50,000) and approximate bytes (32 MiB, counted
-  high: 1914 bytes counted for a Pod entry that tracemalloc measures at 1787). Part D churns 100k
-  distinct Pods through it: 17.7k kept, VmRSS +34 MiB (allocator slack after 82k evictions), so the
-  exporter stays under ~90 MiB with enrichment at its bounds; the documented bound is 128 MiB. Part
-  B (10k distinct objects through the real apiserver, 8k of them 404s) grew RSS by 8.4 MiB.
-- **resmoio's kubernetes-event-exporter** could not be fetched: the Go module proxy answers
-  `403 Forbidden` for the module's version list (see section 5 for the exact output), so neither
-  `go list -m -versions` nor `go install ...@latest` work here. `bench/kube.py` has a runner for it
-  (stdout receiver, `-conf`, KUBECONFIG), used as soon as `~/.cache/kube-event-exporter/bin/kubernetes-event-exporter`
-  exists - untested, since the binary could not be had.
+  high). Part D churns 100k distinct Pods through it: 17.7k kept, VmRSS +33.6 MiB (allocator slack
+  after 82k evictions). Part B (20k distinct objects through the real apiserver at 10k Pods, 10k of
+  them 404s, rate limit lifted) took the exporter from 39.8 to 65.9 MiB with the cache at 20.4k
+  entries / 23 MiB, below its byte bound; at the bound (32 MiB) that is ~76 MiB, under the
+  documented 128 MiB. 100k distinct objects were not pushed through the live apiserver in this run
+  (~117 Events/s reachable here: 15 min); part D is the 100k figure.
+- **resmoio's kubernetes-event-exporter** (built from its source outside the repo; the binary's path
+  is given with `--enrich-resmoio`) with `omitLookup: false`, `kubeQPS: 100`, `kubeBurst: 500` (its
+  README's advice against throttling) and a stdout `layout` with the labels and ownerReferences.
+  Each lookup miss makes ~24 discovery requests before its GET (a fresh REST mapper from the full
+  discovery per miss: 15,168 discovery GETs for 632 object GETs in the run), so its client-side
+  limiter, not the apiserver, caps it at ~4 lookups/s: at 100 Events/s over 10k Pods it fell behind,
+  dropped 4,247 of 6,000 Events as older than `maxEventAgeSeconds` (60) and slowed the shared
+  apiserver enough that the POSTs reached only 34/s (hence part A is measured again without it).
+  Its cache is an ARC of 1024 entries keyed by uid/resourceVersion of the Event's reference, no TTL.
 """
