@@ -645,6 +645,8 @@ def _per_min(audit: dict, ua: str, load_s: float, verbs: tuple = ("get",)) -> fl
 def _ua_summary(audit: dict) -> str:
     parts = []
     for ua, d in sorted(audit.items()):
+        if ua == "kube-apiserver":  # its own loopback requests (informers ending, discovery)
+            continue
         parts.append(f"`{ua}`: " + ", ".join(f"{n} {k}" for k, n in sorted(d.items(), key=lambda x: -x[1])))
     return "; ".join(parts)
 
@@ -682,7 +684,8 @@ def _a_text(r: dict, a: dict) -> str:
              f"the last record (all clients and the POSTs).")
     if audit:
         text += ("\n\nRead requests in that time by client (the apiserver's audit log, by User-Agent; "
-                 "both of our exporters say `kube-event-exporter`, only the enriched one GETs objects): "
+                 "both of our exporters say `kube-event-exporter`, only the enriched one GETs objects; the "
+                 "apiserver's own loopback requests left out): "
                  + _ua_summary(audit) + ".")
     rm = a.get("resmoio_metrics")
     if rm:

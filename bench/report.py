@@ -211,10 +211,12 @@ def headline(results: dict) -> str:
                      f"{off['cpu_us_per_event']:.0f} -> {on['cpu_us_per_event']:.0f} us",
                      f"{off['rss_max_mib']:.0f} -> {on['rss_max_mib']:.0f} MiB, "
                      f"{a['requests_per_min']:.0f} API requests/min"])
-        rm = (results["enrich"].get("A_resmoio") or a)["side"].get("resmoio")
+        ar = results["enrich"].get("A_resmoio") or a
+        rm = ar["side"].get("resmoio")
         if rm:
             rows.append(["resmoio's exporter with its lookups, same load (CPU/Event, max RSS)",
-                         f"{rm['cpu_us_per_event']:.0f} us", f"{rm['rss_max_mib']:.0f} MiB"])
+                         f"{rm['cpu_us_per_event']:.0f} us", f"{rm['rss_max_mib']:.0f} MiB, "
+                         f"{rm['received']} of {ar['events']} records (fell behind, dropped the rest)"])
     return table(["measure", "figure", "detail"], rows)
 
 
@@ -481,17 +483,19 @@ NOTES = """\
   asked rate (the achieved rate is printed). Our RSS stays where it started across the rounds (the
   live path prunes its ledger every checkpoint interval); the Collector's grew by ~10 MiB over 6000
   Events in the 2026-11-29 runs (Go heap growth; whether it levels off needs longer runs).
-- **Enrichment (section 6), measured 2026-12-02 at load average 10-14 on the 2 shared cores.** Its
-  cost is the lookups, not the record path: a record whose object and owners are cached costs ~8 us
-  more (in-process, Pod -> ReplicaSet -> Deployment all hits), while one GET through the kube client
-  costs ~0.8 ms of exporter CPU on this machine (probe: 1000 sequential GETs of one Pod, connection
-  reused, 860 us CPU with the Pod read whole, 740 us as metadata; most of it urllib3 and TLS). Under
-  the Zipf load ~980 distinct Pods were touched in a minute, so the enriched exporter made ~1000
-  requests (935-976/min over three runs, capped by the 20/s token bucket: 224-249 of 6000 records
-  were `rate_limited`, the cache being cold for this one-minute load) and its CPU per Event doubled (257 -> 505 and
-  273 -> 538 us in two runs); RSS +3 MiB; the watch thread waited 10-21 s in all. Requests
-  per minute follow the number of distinct objects with Events per `enrich.ttl_seconds`, never the
-  Event rate: a warm cache over a stable set of Pods costs a few requests a minute.
+- **Enrichment (section 6), measured 2026-12-02 05:17-05:40 UTC at load average 12-17 on the 2
+  shared cores**, at the issue's size: 10,000 Pods under 200 Deployments, 100 Events/s Zipf-like.
+  Part A (alone, second run): CPU per Event 342 -> 655 us (1.9x), RSS 39.3 -> 42.5 MiB, 1,323
+  requests in the minute (1,292/min: 930 Pods, 197 ReplicaSets, 196 Deployments by the audit log),
+  capped by the 20/s token bucket with the cache cold (1,158 of 6,000 records `rate_limited`; the
+  earlier 2,000-Pod runs: 257 -> 505 us, ~976/min). The cost is the lookups, not the record path:
+  a record whose object and owners are cached costs ~8 us more, one GET through the kube client
+  ~0.8 ms of exporter CPU (probe: 1000 sequential GETs of one Pod, connection reused; mostly urllib3
+  and TLS), so the 1,323 GETs are ~1.1 s of the 1.9 s extra CPU. Requests per minute follow the
+  distinct objects with Events per `enrich.ttl_seconds` (300 s), not the Event rate: a warm cache
+  over a stable set of Pods costs a few requests a minute. The first run (resmoio's exporter beside
+  ours) slowed the apiserver to 34 POSTs/s; ours still wrote all 6,000 records (747 partial:
+  `degraded`/`timeout` - the 0.5 s wait bound at work) at 380 -> 942 us per Event.
 - **Metadata-only vs whole Pods.** PartialObjectMetadata still carries `managedFields`, so a Pod's
   metadata is 2.0 KB against 3.1 KB whole (ReplicaSet 1.1 vs 1.6 KB): reading Pods whole for
   `spec.nodeName` (one request either way) costs ~50 % more bytes per Pod lookup; owners
@@ -523,5 +527,6 @@ NOTES = """\
   limiter, not the apiserver, caps it at ~4 lookups/s: at 100 Events/s over 10k Pods it fell behind,
   dropped 4,247 of 6,000 Events as older than `maxEventAgeSeconds` (60) and slowed the shared
   apiserver enough that the POSTs reached only 34/s (hence part A is measured again without it).
-  Its cache is an ARC of 1024 entries keyed by uid/resourceVersion of the Event's reference, no TTL.
+  Its CPU per Event is per Event POSTed (6,000); per record it wrote, ~9.9 ms. Its cache is an ARC
+  of 1024 entries keyed by uid/resourceVersion of the Event's reference, no TTL.
 """
