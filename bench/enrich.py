@@ -587,7 +587,7 @@ def bench_enrich(cp, pods: int = 2000, deployments: int = 40, rate: float = 100.
     log(f"enrich: creating {pods} pods under {deployments} deployments (8 connections)")
     t0 = time.monotonic()
     cluster, rs_names = build_cluster(cp, api, ns, pods, deployments)
-    out: dict = {"pods": len(cluster), "deployments": deployments, "rate": rate, "seconds": seconds,
+    out: dict = {"pods": len(cluster), "deployments": deployments, "rate": rate, "load_seconds": seconds,
                  "build_s": time.monotonic() - t0, "audited": audit.path.exists()}
     log(f"  built in {out['build_s']:.0f} s")
     out["get_sizes"] = _get_sizes(cp, ns, cluster[0]["name"], rs_names[0])
