@@ -523,28 +523,13 @@ def cache_fill(n: int = 100_000) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def bench_enrich(cp, pods: int = 2000, deployments: int = 40, rate: float = 100.0, seconds: float = 60.0,
-                 distinct: int = 20000, distinct_rate: float = 150.0, resmoio: str | None = None,
-                 watch_seconds: float = 30.0) -> dict:
-    wait_venv()
-    ns = cp.create_namespace(f"bench-enrich-{uuid.uuid4().hex[:5]}", wait_default_sa=False)
-    workdir = Path(cp.dir) / "bench-enrich"
-    workdir.mkdir(exist_ok=True)
-    api = Api(cp)
-    audit = Audit(cp)
-    log(f"enrich: creating {pods} pods under {deployments} deployments (8 connections)")
-    t0 = time.monotonic()
-    cluster, rs_names = build_cluster(cp, api, ns, pods, deployments)
-    out: dict = {"pods": len(cluster), "deployments": deployments, "rate": rate, "seconds": seconds,
-                 "build_s": time.monotonic() - t0, "audited": audit.path.exists()}
-    log(f"  built in {out['build_s']:.0f} s")
-    out["get_sizes"] = _get_sizes(cp, ns, cluster[0]["name"], rs_names[0])
-
-    # --- A: off, on (and resmoio), side by side, same Zipf load ------------------------------
+def _side_by_side(cp, ns: str, workdir: Path, cluster: list[dict], rate: float, seconds: float, audit: Audit,
+                  resmoio: str | None, tag: str) -> dict:
+    """Ours with enrichment off and on (and resmoio's) watching the same Zipf load at the same time."""
     log(f"enrich A: {rate:.0f} Events/s for {seconds:.0f} s, Zipf over {len(cluster)} pods, off vs on"
         + (" vs resmoio" if resmoio else ""))
-    exps: dict = {"off": Exp(cp, ns, workdir, "off", []),
-                  "on": Exp(cp, ns, workdir, "on", ["--set", "enrich.enabled=true"])}
+    exps: dict = {"off": Exp(cp, ns, workdir, f"{tag}-off", []),
+                  "on": Exp(cp, ns, workdir, f"{tag}-on", ["--set", "enrich.enabled=true"])}
     if resmoio:
         exps["resmoio"] = Resmoio(cp, ns, workdir, resmoio)
     for e in exps.values():
@@ -585,9 +570,32 @@ def bench_enrich(cp, pods: int = 2000, deployments: int = 40, rate: float = 100.
     a["cache_entries"] = m1.get("kee_enrich_cache_entries")
     a["cache_bytes"] = m1.get("kee_enrich_cache_bytes")
     a["wait_s"] = m1.get("kee_enrich_wait_seconds_total")
-    out["A"] = a
     for e in exps.values():
         end(e.p)
+    return a
+
+
+def bench_enrich(cp, pods: int = 2000, deployments: int = 40, rate: float = 100.0, seconds: float = 60.0,
+                 distinct: int = 20000, distinct_rate: float = 150.0, resmoio: str | None = None,
+                 watch_seconds: float = 30.0) -> dict:
+    wait_venv()
+    ns = cp.create_namespace(f"bench-enrich-{uuid.uuid4().hex[:5]}", wait_default_sa=False)
+    workdir = Path(cp.dir) / "bench-enrich"
+    workdir.mkdir(exist_ok=True)
+    api = Api(cp)
+    audit = Audit(cp)
+    log(f"enrich: creating {pods} pods under {deployments} deployments (8 connections)")
+    t0 = time.monotonic()
+    cluster, rs_names = build_cluster(cp, api, ns, pods, deployments)
+    out: dict = {"pods": len(cluster), "deployments": deployments, "rate": rate, "load_seconds": seconds,
+                 "build_s": time.monotonic() - t0, "audited": audit.path.exists()}
+    log(f"  built in {out['build_s']:.0f} s")
+    out["get_sizes"] = _get_sizes(cp, ns, cluster[0]["name"], rs_names[0])
+
+    # --- A: off and on side by side, same Zipf load; then again with resmoio's beside them ----
+    out["A"] = _side_by_side(cp, ns, workdir, cluster, rate, seconds, audit, None, "a")
+    if resmoio:
+        out["A_resmoio"] = _side_by_side(cp, ns, workdir, cluster, rate, seconds, audit, resmoio, "r")
 
     # --- E: watches instead of GETs -------------------------------------------------------------
     if watch_seconds:
@@ -637,13 +645,14 @@ def _per_min(audit: dict, ua: str, load_s: float, verbs: tuple = ("get",)) -> fl
 def _ua_summary(audit: dict) -> str:
     parts = []
     for ua, d in sorted(audit.items()):
+        if ua == "kube-apiserver":  # its own loopback requests (informers ending, discovery)
+            continue
         parts.append(f"`{ua}`: " + ", ".join(f"{n} {k}" for k, n in sorted(d.items(), key=lambda x: -x[1])))
     return "; ".join(parts)
 
 
-def enrich_table(r: dict) -> str:
+def _a_text(r: dict, a: dict) -> str:
     from bench.report import table
-    a = r["A"]
     audit = a.get("audit") or {}
     rows = []
     names = {"off": "ours, enrichment off", "on": "ours, enrichment on", "resmoio": "resmoio (omitLookup: false)"}
@@ -666,20 +675,33 @@ def enrich_table(r: dict) -> str:
     text += (f"\n\n{a['events']} Events POSTed at {r['rate']:.0f}/s (achieved {a['achieved_rate']:.0f}/s) about "
              f"{r['pods']} Pods under {r['deployments']} Deployments (one ReplicaSet each), the Pod picked "
              f"Zipf-like (s=1.1); the exporters watched the same namespace at the same time, ours enriched "
-             f"with the defaults (rate limit 20 req/s, burst 100, TTL 300 s). {a['distinct_pods_touched']} distinct "
+             f"with the defaults (rate limit 20 req/s, burst 100, TTL 300 s, cold cache at the start). "
+             f"{a['distinct_pods_touched']} distinct "
              f"Pods were touched; enrichment made {a['requests']:.0f} API requests "
              f"({a['bytes_per_request']:.0f} bytes each on average), cache {a['cache_entries']:.0f} entries / "
              f"{(a['cache_bytes'] or 0) / 1024:.0f} KiB, the watch waited {a['wait_s'] or 0:.2f} s in all for "
-             f"lookups. The apiserver used {a.get('apiserver_cpu_s', 0):.1f} s CPU during the load (all clients "
-             f"and the POSTs).")
+             f"lookups. The apiserver used {a.get('apiserver_cpu_s', 0):.1f} s CPU from the load's start until "
+             f"the last record (all clients and the POSTs).")
     if audit:
-        text += ("\n\nRead requests during the load by client (the apiserver's audit log, by User-Agent; "
-                 "both of our exporters say `kube-event-exporter`, only the enriched one GETs objects): "
+        text += ("\n\nRead requests in that time by client (the apiserver's audit log, by User-Agent; "
+                 "both of our exporters say `kube-event-exporter`, only the enriched one GETs objects; the "
+                 "apiserver's own loopback requests left out): "
                  + _ua_summary(audit) + ".")
     rm = a.get("resmoio_metrics")
     if rm:
         text += ("\n\nresmoio's own counters over the load: "
                  + ", ".join(f"{k} {v:.0f}" for k, v in sorted(rm.items()) if v) + ".")
+    return text
+
+
+def enrich_table(r: dict) -> str:
+    from bench.report import table
+    a = r["A"]
+    text = _a_text(r, a)
+    if r.get("A_resmoio"):
+        text += ("\n\nThe same load again, resmoio's kubernetes-event-exporter watching beside ours (kubeQPS 100, "
+                 "kubeBurst 500 as its README advises; stdout `layout` with the labels and ownerReferences; "
+                 "its requests share the apiserver with ours):\n\n" + _a_text(r, r["A_resmoio"]))
     g = r.get("get_sizes") or {}
     if g:
         rows = [[k, str(v["bytes"]), _f(v["ms_p50"], "{:.2f}"), _f(v.get("apiserver_cpu_us"), "{:.0f}")]

@@ -316,10 +316,12 @@ def headline(results: dict) -> str:
                      f"{off['cpu_us_per_event']:.0f} -> {on['cpu_us_per_event']:.0f} us",
                      f"{off['rss_max_mib']:.0f} -> {on['rss_max_mib']:.0f} MiB, "
                      f"{a['requests_per_min']:.0f} API requests/min"])
-        rm = a["side"].get("resmoio")
+        ar = results["enrich"].get("A_resmoio") or a
+        rm = ar["side"].get("resmoio")
         if rm:
             rows.append(["resmoio's exporter with its lookups, same load (CPU/Event, max RSS)",
-                         f"{rm['cpu_us_per_event']:.0f} us", f"{rm['rss_max_mib']:.0f} MiB"])
+                         f"{rm['cpu_us_per_event']:.0f} us", f"{rm['rss_max_mib']:.0f} MiB, "
+                         f"{rm['received']} of {ar['events']} records (fell behind, dropped the rest)"])
     return table(["measure", "figure", "detail"], rows)
 
 
@@ -423,8 +425,13 @@ memory is also VmRSS sampled from `/proc/PID/status` every 0.2 s. Every componen
    controllers would. Two exporters watch the namespace at once, one with `enrich.enabled=true`
    (defaults), one without; Events about the Pods are POSTed at a fixed rate, the Pod picked
    Zipf-like; CPU from /proc/PID/stat deltas over the load, RSS sampled every 0.5 s, API requests
-   from the enriched exporter's `kee_enrich_api_requests_total`. Then one enriched exporter with
-   the rate limit lifted gets Events about N distinct Pods (the real ones, then deleted names).
+   from the enriched exporter's `kee_enrich_api_requests_total` and, per client, from the
+   apiserver's audit log of reads (by User-Agent). With `--enrich-resmoio PATH` the load is run a
+   second time with resmoio's exporter (its own lookups on) beside ours. Part E lists and watches
+   Pods (whole and metadata-only) and ReplicaSets (metadata-only) the way a watch-backed cache
+   would (`bench/probes/enrich_watch.py`) under Pod/ReplicaSet status churn. Then one enriched
+   exporter with the rate limit lifted gets Events about N distinct Pods (the real ones, then
+   deleted names).
 8. **Watch path at full speed** (bench/watch.py, issue 16 goal 2). No apiserver: a local TLS
    server (Python http.server + ssl, its own process, a throwaway certificate made with the openssl
    CLI) answers the exporter's preflight LIST (empty) and streams the `gen_stream.py` stream
@@ -453,8 +460,9 @@ scripts/testbin all                                   # the real components, onc
 ~/.cache/kube-event-exporter/venv/bin/python -m bench --help                   # sizes, runs, rates
 ```
 Benchmarks: `replay`, `sinks`, `latency`, `memory`, `peers`, `watch` (`--watch-group`, `--watch-before REV`),
-`enrich` (`--enrich-pods`, `--enrich-seconds`,
-`--enrich-distinct`; also alone: `python -m bench.enrich --help`). Sizes: `--lines`, `--runs`,
+`enrich` (`--enrich-pods`, `--enrich-deployments`,
+`--enrich-seconds`, `--enrich-distinct`, `--enrich-distinct-rate`, `--enrich-watch-seconds`, `--enrich-resmoio PATH`;
+also alone: `python -m bench.enrich --help`). Sizes: `--lines`, `--runs`,
 `--sink-runs`, `--memory-sizes 10000,100000,1000000`, `--rates 10,100`, `--latency-seconds`,
 `--peer-events`, `--peer-rates 100,500,max`, `--peer-rounds`, `--peer NAME=PATH` (resmoio, kube-eventer,
 eventrouter: the peers' binaries, built outside this repository; without them the peers benchmark
@@ -668,34 +676,50 @@ NOTES = """\
   chunk-length parse and SSL read in Python, a flush, a lag observation, a clock read. Halving the
   CPU per Event needs fewer of those per Event (read bigger than one chunk at a time, batch the
   flush and the lag metric per read), not a faster encoder.
-- **Enrichment (section 6), measured 2026-12-02 at load average 10-14 on the 2 shared cores.** Its
-  cost is the lookups, not the record path: a record whose object and owners are cached costs ~8 us
-  more (in-process, Pod -> ReplicaSet -> Deployment all hits), while one GET through the kube client
-  costs ~0.8 ms of exporter CPU on this machine (probe: 1000 sequential GETs of one Pod, connection
-  reused, 860 us CPU with the Pod read whole, 740 us as metadata; most of it urllib3 and TLS). Under
-  the Zipf load ~980 distinct Pods were touched in a minute, so the enriched exporter made ~1000
-  requests (935-976/min over three runs, capped by the 20/s token bucket: 224-249 of 6000 records
-  were `rate_limited`, the cache being cold for this one-minute load) and its CPU per Event doubled (257 -> 505 and
-  273 -> 538 us in two runs); RSS +3 MiB; the watch thread waited 10-21 s in all. Requests
-  per minute follow the number of distinct objects with Events per `enrich.ttl_seconds`, never the
-  Event rate: a warm cache over a stable set of Pods costs a few requests a minute.
+- **Enrichment (section 6), measured 2026-12-02 05:17-05:40 UTC at load average 12-17 on the 2
+  shared cores**, at the issue's size: 10,000 Pods under 200 Deployments, 100 Events/s Zipf-like.
+  Part A (alone, second run): CPU per Event 342 -> 655 us (1.9x), RSS 39.3 -> 42.5 MiB, 1,323
+  requests in the minute (1,292/min: 930 Pods, 197 ReplicaSets, 196 Deployments by the audit log),
+  capped by the 20/s token bucket with the cache cold (1,158 of 6,000 records `rate_limited`; the
+  earlier 2,000-Pod runs: 257 -> 505 us, ~976/min). The cost is the lookups, not the record path:
+  a record whose object and owners are cached costs ~8 us more, one GET through the kube client
+  ~0.8 ms of exporter CPU (probe: 1000 sequential GETs of one Pod, connection reused; mostly urllib3
+  and TLS), so the 1,323 GETs are ~1.1 s of the 1.9 s extra CPU. Requests per minute follow the
+  distinct objects with Events per `enrich.ttl_seconds` (300 s), not the Event rate: a warm cache
+  over a stable set of Pods costs a few requests a minute. The first run (resmoio's exporter beside
+  ours) slowed the apiserver to 34 POSTs/s; ours still wrote all 6,000 records (747 partial:
+  `degraded`/`timeout` - the 0.5 s wait bound at work) at 380 -> 942 us per Event.
 - **Metadata-only vs whole Pods.** PartialObjectMetadata still carries `managedFields`, so a Pod's
-  metadata is 2.0 KB against 3.1 KB whole (ReplicaSet 1.1 vs 1.6 KB) at the same latency: reading
-  Pods whole for `spec.nodeName` (one request either way) costs ~50 % more bytes and ~15 % more CPU
-  per Pod lookup; owners (ReplicaSets, Deployments, Jobs...) are read as metadata.
-- **Watches vs GETs: GETs for every kind; no watch was built.** A metadata watch of Pods would hold
-  every Pod of the cluster (10k pods x ~1.8 KB = ~18 MiB, whether or not they ever have an Event)
-  and receive every Pod change (status updates outnumber Events in a busy cluster), plus a LIST of
-  all Pods at every start and every 410; GETs cost one request per distinct object with an Event
-  per TTL, bounded by the rate limit, and hold only those. For ReplicaSets/Deployments/Jobs the
-  GETs are a handful per TTL (one per owner, shared by all its Pods), so a watch cannot win there
-  either. A watch of Pods wins when most Pods have Events within every TTL and Pods change less
-  often than that - this benchmark's Pods never change, so there one LIST of 2000 Pods would have
-  been cheaper than ~1000 GETs at ~0.8 ms of CPU each; in a cluster whose Pods restart and change
-  status (the ones with Events do) every change is a watch event too. Not built, not measured.
+  metadata is 2.0 KB against 3.1 KB whole (ReplicaSet 1.1 vs 1.6 KB): reading Pods whole for
+  `spec.nodeName` (one request either way) costs ~50 % more bytes per Pod lookup; owners
+  (ReplicaSets, Deployments, Jobs...) are read as metadata. The apiserver CPU per GET in part C
+  (1.6-3.6 ms at load average 12-16) is too noisy on this machine to rank the two.
+- **Watches vs GETs, per kind (part E; decision in docs/design.md): GETs for every kind.** At 10k
+  Pods a Pod watch needs whole objects (nodeName): a LIST of 29.7 MiB costing the apiserver 1.4 s
+  and the client 1.2 s of CPU at every start and 410, 28.7 MiB held (~2.9 KiB a Pod, ~290 MiB at
+  100k Pods: over the 128 MiB bound, and a watch-backed store cannot evict), and one 3.6 KB event
+  (~320 us of client CPU) per Pod change whether or not the Pod has Events. GETs cost ~0.8 ms of
+  exporter CPU and ~3 KB each but only one per distinct Pod with an Event per TTL, in a bounded
+  cache. Per unit the watch event is cheaper, so on CPU alone the two break even when Pods change
+  ~2.5x as often as they are looked up; memory and relists decide for GETs. Owners: 200 ReplicaSets
+  as a metadata watch are cheap to list (0.2 MiB) but every status update is an event (1.4 KB,
+  ~350 us), and an owner's status changes with each of its Pods' readiness, while GETs read each
+  owner once per TTL (200 ReplicaSets + 200 Deployments per 5 min here).
 - **Memory bound.** The cache is bounded by entries (50,000) and approximate bytes (32 MiB, counted
-  high: 1914 bytes counted for a Pod entry that tracemalloc measures at 1787). Part D churns 100k
-  distinct Pods through it: 17.7k kept, VmRSS +34 MiB (allocator slack after 82k evictions), so the
-  exporter stays under ~90 MiB with enrichment at its bounds; the documented bound is 128 MiB. Part
-  B (10k distinct objects through the real apiserver, 8k of them 404s) grew RSS by 8.4 MiB.
+  high). Part D churns 100k distinct Pods through it: 17.7k kept, VmRSS +33.6 MiB (allocator slack
+  after 82k evictions). Part B (20k distinct objects through the real apiserver at 10k Pods, 10k of
+  them 404s, rate limit lifted) took the exporter from 39.8 to 65.9 MiB with the cache at 20.4k
+  entries / 23 MiB, below its byte bound; at the bound (32 MiB) that is ~76 MiB, under the
+  documented 128 MiB. 100k distinct objects were not pushed through the live apiserver in this run
+  (~117 Events/s reachable here: 15 min); part D is the 100k figure.
+- **resmoio's kubernetes-event-exporter** (built from its source outside the repo; the binary's path
+  is given with `--enrich-resmoio`) with `omitLookup: false`, `kubeQPS: 100`, `kubeBurst: 500` (its
+  README's advice against throttling) and a stdout `layout` with the labels and ownerReferences.
+  Each lookup miss makes ~24 discovery requests before its GET (a fresh REST mapper from the full
+  discovery per miss: 15,168 discovery GETs for 632 object GETs in the run), so its client-side
+  limiter, not the apiserver, caps it at ~4 lookups/s: at 100 Events/s over 10k Pods it fell behind,
+  dropped 4,247 of 6,000 Events as older than `maxEventAgeSeconds` (60) and slowed the shared
+  apiserver enough that the POSTs reached only 34/s (hence part A is measured again without it).
+  Its CPU per Event is per Event POSTed (6,000); per record it wrote, ~9.9 ms. Its cache is an ARC
+  of 1024 entries keyed by uid/resourceVersion of the Event's reference, no TTL.
 """
