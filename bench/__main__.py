@@ -30,6 +30,23 @@ def _ints(text: str) -> list[int]:
     return [int(float(x)) for x in text.split(",") if x.strip()]
 
 
+def _public(args: list[str]) -> list[str]:
+    """The command line as stored in the document: where --json / --docs write is this machine's business."""
+    out, hide = [], False
+    for a in args:
+        if hide:
+            out.append("FILE")
+            hide = False
+        elif a in ("--json", "--docs"):
+            out.append(a)
+            hide = True
+        elif a.startswith(("--json=", "--docs=")):
+            out.append(a.split("=", 1)[0] + "=FILE")
+        else:
+            out.append(a)
+    return out
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -94,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     def stamp(res: dict) -> dict:
         return {**res, "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": m}
 
-    command = " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])])
+    command = " ".join(["python -m bench", *_public(argv if argv is not None else sys.argv[1:])])
 
     def attempt(name, fn):
         t0 = time.monotonic()
