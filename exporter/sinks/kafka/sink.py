@@ -122,7 +122,10 @@ class _Group:
 
     def __call__(self, err: KafkaError | None, kmsg: Any) -> None:  # confluent_kafka's on_delivery(err, msg)
         if err is None:
-            self.lats.append(kmsg.latency())
+            try:
+                self.lats.append(kmsg.latency())
+            except AttributeError:  # a report without its message: it counts all the same
+                pass
             if self.count() == self.total:
                 self.sink._group_done(self)
         else:
