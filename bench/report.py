@@ -275,7 +275,8 @@ def headline(results: dict) -> str:
     rows = []
     if "replay" in results:
         r = results["replay"]
-        rows.append(["replay to stdout: CPU vs floor.py (issue 7: <= 2.0; issue 16 goal: <= 1.0)", f"**{r['ratio_median']:.2f}x**",
+        rows.append(["replay to stdout: CPU vs floor.py (issue 7: <= 2.0; issue 16 goal: <= 1.0)",
+                     f"**{r['ratio_median']:.2f}x**",
                      f"{r['exporter_us_per_line']:.1f} vs {r['floor_us_per_line']:.1f} us/line"])
     if "sinks" in results:
         for name, v in ordered(results["sinks"]["sinks"]):

@@ -110,22 +110,13 @@ class Pipeline:
             stats.received_occurrences += 1
             r = record(obj, etype == "MODIFIED", self.cluster, self.max_message_bytes, self.observed)
             if self._plain and r.invalid_timestamps is None and self.enrich is None:
-                # The common case, inlined (_occurrence and _send): no dict, no filter, one encode.
+                # The common case (_occurrence, inlined): no dict, no filter, one encode.
                 line = _encode_record(r) + b"\n"
                 size, msg = len(line), r.message
                 if size <= self.max_record_bytes and (size - len(msg) if msg else size) <= FAST_LIMIT:
                     if r.message_truncated:
                         stats.truncated += 1
-                    with self._lock:
-                        if self.closed:
-                            return  # type: ignore[unreachable]  # closed by another thread meanwhile
-                        self.seq = seq = self.seq + 1
-                        for sink in self.sinks:
-                            sink.send(seq, line, NO_RECORD)
-                        if rv and not stream.initial:
-                            stream.ledger.add((seq, rv))
-                            stream.last_seen = rv
-                    if self.live:
+                    if self._send(stream, line, NO_RECORD, rv, follows_watch=True) and self.live:
                         stats.observe_lag(r.timestamp)
                     return
             self._occurrence(stream, r, rv)
@@ -235,7 +226,8 @@ class Pipeline:
             for sink in self.sinks:
                 sink.send(seq, line, rec)
             if position and not stream.initial:
-                stream.ledger.position(seq, position)
+                # seq is newer than every entry: a plain append (Ledger.add, no lock of its own)
+                stream.ledger.add((seq, position))
                 if follows_watch:
                     stream.last_seen = position
             return True
