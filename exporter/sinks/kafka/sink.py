@@ -56,6 +56,8 @@ from exporter.sinks.kafka.errors import CONDITION_KINDS, TOO_LARGE, classify, er
 POLL_EVERY = 64
 #: ... and while it did so within this many seconds, the poller thread leaves the reports to it.
 MAIN_POLL_GRACE = 0.05
+#: Longest wait at close for librdkafka to hand back the reports of purged records (seconds).
+RELEASE_SECONDS = 2.0
 
 
 class _Msg:
@@ -121,6 +123,8 @@ class _Group:
         self.born = time.monotonic()
 
     def __call__(self, err: KafkaError | None, kmsg: Any) -> None:  # confluent_kafka's on_delivery(err, msg)
+        if self.sink._released:
+            return  # the sink closed: reports of the purged queue (KafkaSink._release)
         if err is None:
             try:
                 self.lats.append(kmsg.latency())
@@ -179,6 +183,7 @@ class KafkaSink(Sink):
         self._reset_needed: str | None = None
         self._largest_refused: _Msg | None = None  # the largest record refused as too large (named in the log)
         self._closing = False
+        self._released = False  # set by close(): delivery reports from then on are ignored
         # metrics of this sink only (the shared ones are the Delivery's)
         self.failed = 0
         self.latency_sum = 0.0
@@ -405,6 +410,8 @@ class KafkaSink(Sink):
     # -- delivery reports (poller thread, or the sending thread while it polls) ---------------
 
     def _on_delivery(self, msg: _Msg, err: KafkaError | None) -> None:
+        if self._released:
+            return  # the sink closed: reports of the purged queue (_release)
         try:
             self._delivery(msg, err)
         except Exception as exc:  # noqa: BLE001 - a lost report would stall the watermark for good
@@ -566,8 +573,26 @@ class KafkaSink(Sink):
         if acks.in_flight():
             self.delivery.abort()
             self.delivery.undelivered(timeout)
+        self._release()
         log.info("kafka_sink_closed", delivered=self.delivery.confirmed, retried=self.delivery.retries,
                  failed=self.failed)
+
+    def _release(self) -> None:
+        """Empty librdkafka's queues now, while the interpreter is whole. A producer still holding
+        records (brokers refused them: wrong password, all down) is otherwise destroyed at exit and
+        calls its delivery reports back into a finalizing interpreter: SIGSEGV seen in CI
+        (test_sasl_wrong_password_cli_reports_a_clear_error, exit -11 instead of 1)."""
+        self._released = True
+        try:
+            producer = self._producer
+            producer.purge(in_queue=True, in_flight=True, blocking=False)
+            deadline = time.monotonic() + RELEASE_SECONDS
+            while True:  # the purged records' reports run here (and are ignored)
+                producer.poll(0.05)
+                if not len(producer) or time.monotonic() >= deadline:
+                    break
+        except Exception as exc:  # noqa: BLE001 - closing: nothing more to deliver
+            log.warning("kafka_release_failed", error=self.redact(exc)[:300])
 
     # -- metrics ----------------------------------------------------------------------------
 
