@@ -302,6 +302,17 @@ def median(xs) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
+def end(p: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Stop a measured process: SIGTERM, then SIGKILL if it is not gone within ``timeout`` seconds."""
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+
+
 def percentile(xs, q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of a non-empty list."""
     s = sorted(xs)

@@ -23,6 +23,7 @@ from pathlib import Path
 from bench import common
 from bench.common import (
     REPO,
+    end,
     exporter_argv,
     log,
     percentile,
@@ -263,16 +264,6 @@ def start_sink_components():
         stop(broker)
         raise
     return broker, col
-
-
-def end(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
 
 
 def bench_latency(cp, rates=(10, 100), duration: float = 20.0, broker=None, col=None) -> dict:

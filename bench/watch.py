@@ -253,12 +253,7 @@ def run_exporter(server: Server, directory: Path, stdout, timeout: float = 600, 
     if resumed["resource_version"] != server.info["last_rv"]:
         raise RuntimeError(f"the exporter resumed at {resumed['resource_version']}, "
                            f"not at the stream's last {server.info['last_rv']}")
-    p.terminate()
-    try:
-        p.wait(30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait(10)
+    common.end(p, 30)
     user, sys_ = c1[0] - c0[0], c1[1] - c0[1]
     return {"cpu": user + sys_, "user": user, "sys": sys_, "wall": resumed["t"] - t0,
             "send_wall": sent["t"] - t0, "rss_mib": (rss or 0) / 1024,

@@ -58,11 +58,7 @@ def main() -> None:
                           "load_avg": os.getloadavg()[0], **out}, indent=1))
     finally:
         for p in procs.values():
-            p.terminate()
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            common.end(p)
         kube.stop(cp)
 
 

@@ -117,11 +117,7 @@ def main() -> None:
         poster.close()
     finally:
         for p in procs.values():
-            p.terminate()
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            common.end(p)
         for arr in arrivals.values():
             arr.halt.set()
         kube.stop(cp)
