@@ -53,8 +53,8 @@ class KubernetesSettings:
     page_size: int = 500                   # items per LIST page: small enough for a fast first byte, few round trips
     watch_timeout_seconds: int = 300       # server closes each watch after this; routine, resumes from the last RV
     inactivity_timeout_seconds: float = 70.0  # no bytes for this long: connection presumed dead (bookmarks ~60 s)
-    read_linger_seconds: float = 0.05      # while Events flow, wait this long for more before reading again: one
-    # wake-up per linger instead of one per Event (CPU), at most this much later on stdout; 0: read each at once
+    read_linger_seconds: float = 0.05      # while Events (or Pods: pod_terminations) flow, wait this long for more
+    # before reading again: one wake-up per linger, not one per object (CPU), at most this much later; 0: at once
     connect_timeout_seconds: float = 10.0  # TCP+TLS connect; an apiserver that takes longer is as good as down
     watch_list: str = "auto"               # streaming initial state (sendInitialEvents): auto|true|false
     backoff_initial_seconds: float = 0.5   # first retry delay after an error; doubled with jitter

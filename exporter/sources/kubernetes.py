@@ -97,6 +97,15 @@ class WatchSource:
                 log.error("watch_source_crashed", stream=st.key, error=repr(exc))
                 return
 
+    def inactive(self, exc: Unreachable) -> bool:
+        """True (counted, logged) when ``exc`` is the watch's inactivity timeout: nothing came for
+        kubernetes.inactivity_timeout_seconds, so the caller returns and run() opens the next watch."""
+        if "Read timed out" not in str(exc):
+            return False
+        self.stats.restart("inactivity")
+        log.info("watch_inactive_reconnecting", stream=self.stream.key, seconds=self.s.inactivity_timeout_seconds)
+        return True
+
     def _pause(self, exc: Exception, what: str) -> None:
         retry_after = getattr(exc, "retry_after", None)
         delay = self.backoff.next(retry_after)
@@ -209,9 +218,7 @@ class WatchSource:
                 if self.stop.is_set():
                     return
         except Unreachable as exc:
-            if "Read timed out" in str(exc):
-                stats.restart("inactivity")
-                log.info("watch_inactive_reconnecting", stream=st.key, seconds=self.s.inactivity_timeout_seconds)
+            if self.inactive(exc):
                 return
             raise
         if initial:

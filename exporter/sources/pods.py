@@ -195,7 +195,8 @@ class PodWatchSource(WatchSource):
         pipeline, stats, tracker = self.pipeline, self.stats, self.tracker
         emit, advance = pipeline.emit, pipeline.advance
         try:
-            for lines in self.client.stream(self.path, query=q, inactivity_timeout=self.s.inactivity_timeout_seconds):
+            for lines in self.client.stream(self.path, query=q, inactivity_timeout=self.s.inactivity_timeout_seconds,
+                                            linger=self.s.read_linger_seconds):
                 pipeline.tick()
                 for line in lines:
                     env = self._decode(line)
@@ -234,9 +235,7 @@ class PodWatchSource(WatchSource):
                 if self.stop.is_set():
                     return
         except Unreachable as exc:
-            if "Read timed out" in str(exc):
-                stats.restart("inactivity")
-                log.info("watch_inactive_reconnecting", stream=st.key, seconds=self.s.inactivity_timeout_seconds)
+            if self.inactive(exc):
                 return
             raise
 

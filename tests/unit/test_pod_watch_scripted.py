@@ -40,7 +40,7 @@ def pod(rv: int, *, last: tuple[int, int] | None = None, now: tuple[int, int] | 
             "status": {"phase": "Running", "containerStatuses": [cs]}}
 
 
-def run_pods(server, tmp_path, answers, start=None, grace=30.0):
+def run_pods(server, tmp_path, answers, start=None, grace=30.0, inactivity=1.0):
     script = Script(answers)
     server["script"] = script
     kc = tmp_path / "kc"
@@ -48,7 +48,8 @@ def run_pods(server, tmp_path, answers, start=None, grace=30.0):
                               "clusters": [{"name": "c", "cluster": {"server": server["url"]}}],
                               "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
                               "users": [{"name": "u", "user": {"token": "t"}}]}))
-    kube = KubernetesSettings(backoff_initial_seconds=0.01, backoff_max_seconds=0.05, inactivity_timeout_seconds=1.0)
+    kube = KubernetesSettings(backoff_initial_seconds=0.01, backoff_max_seconds=0.05,
+                              inactivity_timeout_seconds=inactivity)
     ps = PodTerminationSettings(enabled=True, relist_grace_seconds=grace)
     sink, stats = Sink(), Stats()
     pipe = Pipeline([sink], stats=stats, live=False)
@@ -93,3 +94,15 @@ def test_a_checkpoint_too_old_to_list_at_relists_and_judges_by_the_high_water_ma
     assert [r["object"]["uid"] for r in sink.records] == ["grace", "new"]
     assert stats.relists == 1 and "resourceVersion" not in script.requests[1]
     assert pipe.commit() == {"pods|*|": f"90 {t(110)}"}
+
+
+def test_a_silent_pod_watch_is_dropped_after_the_inactivity_timeout_and_resumed(server, tmp_path):
+    seeded = ("json", (200, {"kind": "PodList", "metadata": {"resourceVersion": "20"}, "items": []}, {}))
+    script, sink, stats, pipe = run_pods(server, tmp_path, [
+        seeded,
+        ("silent", 3),                                                                   # headers, then nothing
+        ("stream", [{"type": "MODIFIED", "object": pod(22, now=(11, 20), restarts=1)}]),
+    ], start=f"20 {t(10)}", inactivity=0.5)
+    assert stats.watch_restarts.get("inactivity", 0) >= 1  # the silent one (then the script's end hangs too)
+    assert script.requests[1]["resourceVersion"] == script.requests[2]["resourceVersion"] == "20"
+    assert [r["count"] for r in sink.records] == [2]
