@@ -63,6 +63,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--watch-rates", default="100,500",
                    help="watch: also these paced rates (Events/s), idle CPU and CPU/Event ('' for none)")
     p.add_argument("--watch-paced-seconds", type=float, default=15.0, help="watch: seconds per paced rate")
+    p.add_argument("--replay-before", metavar="REV",
+                   help="replay: also run this commit's exporter in every round (before/after from one run)")
     p.add_argument("--watch-before", metavar="REV",
                    help="watch: also run this commit's exporter in every round (before/after side by side)")
     p.add_argument("--enrich-deployments", type=int, default=40, help="Deployments for enrich (default 40)")
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if "replay" in only:
         from bench.replay import bench_replay_stdout
-        attempt("replay", lambda: bench_replay_stdout(args.lines, args.runs))
+        attempt("replay", lambda: bench_replay_stdout(args.lines, args.runs, before=args.replay_before))
     if "watch" in only:
         from bench.watch import bench_watch
         def watch():

@@ -4,7 +4,18 @@ from __future__ import annotations
 import json
 import os
 
-from bench.common import FLOOR, count_lines, exporter_argv, log, median, python, run_measured, stream, wait_venv
+from bench.common import (
+    FLOOR,
+    count_lines,
+    exporter_argv,
+    log,
+    median,
+    precompile,
+    python,
+    run_measured,
+    stream,
+    wait_venv,
+)
 
 
 def replay_done(stderr: bytes) -> dict:
@@ -22,28 +33,39 @@ def _check(r, what: str) -> None:
         raise RuntimeError(f"{what} exited {r.rc}: {r.stderr[-2000:].decode('utf-8', 'replace')}")
 
 
-def bench_replay_stdout(lines: int = 100_000, runs: int = 5, path=None) -> dict:
-    """Exporter vs floor.py on the same file, alternating (the first of each pair alternates too)."""
+def bench_replay_stdout(lines: int = 100_000, runs: int = 5, path=None, before: str | None = None) -> dict:
+    """Exporter vs floor.py on the same file, alternating (the first of each pair alternates too).
+
+    ``before`` (a commit): that commit's exporter runs in every round too (git archive of its
+    exporter/, as `--commit` makes it), so before, after and the floor come from one run."""
     wait_venv()
     src = path or stream(lines)
     n = count_lines(src)
     exp_argv = exporter_argv("replay", src)
     floor_argv = [python(), FLOOR, src]
-    exp, flo = [], []
+    before_sha = before_root = None
+    if before:
+        from bench.watch import _archive
+        before_sha, before_root = _archive(before)
+        precompile(before_root)
+    exp, flo, old = [], [], []
     with open(os.devnull, "wb") as devnull:
         # one untimed warm-up of each: page cache, .pyc files
         run_measured(exp_argv, stdout=devnull)
         run_measured(floor_argv, stdout=devnull)
+        if before_root:
+            run_measured(exp_argv, stdout=devnull, cwd=before_root)
         for i in range(runs):
-            order = [("exp", exp_argv), ("floor", floor_argv)]
+            order = [("exp", exp_argv), ("floor", floor_argv)] + ([("before", exp_argv)] if before_root else [])
             if i % 2:
                 order.reverse()
             for name, argv in order:
-                r = run_measured(argv, stdout=devnull)
+                r = run_measured(argv, stdout=devnull, cwd=before_root if name == "before" else None)
                 _check(r, name)
-                (exp if name == "exp" else flo).append(r)
+                {"exp": exp, "floor": flo, "before": old}[name].append(r)
             log(f"replay-stdout run {i + 1}/{runs}: exporter {exp[-1].cpu:.2f}s floor {flo[-1].cpu:.2f}s "
-                f"ratio {exp[-1].cpu / flo[-1].cpu:.2f}")
+                f"ratio {exp[-1].cpu / flo[-1].cpu:.2f}"
+                + (f"; before ({before_sha}) {old[-1].cpu:.2f}s ratio {old[-1].cpu / flo[-1].cpu:.2f}" if old else ""))
     done = replay_done(exp[-1].stderr)
     pair_ratios = [e.cpu / f.cpu for e, f in zip(exp, flo, strict=False)]
     out = {
@@ -61,6 +83,14 @@ def bench_replay_stdout(lines: int = 100_000, runs: int = 5, path=None) -> dict:
     }
     out["exporter_us_per_line"] = out["exporter_cpu_median_s"] / n * 1e6
     out["floor_us_per_line"] = out["floor_cpu_median_s"] / n * 1e6
+    if old:
+        before_ratios = [b.cpu / f.cpu for b, f in zip(old, flo, strict=False)]
+        out["before"] = {
+            "commit": before_sha, "cpu_s": [round(r.cpu, 3) for r in old], "cpu_median_s": median(r.cpu for r in old),
+            "us_per_line": median(r.cpu for r in old) / n * 1e6, "maxrss_mib": max(r.maxrss_kb for r in old) / 1024,
+            "pair_ratios": [round(x, 3) for x in before_ratios], "ratio_median": median(before_ratios),
+            "after_vs_before": median(e.cpu / b.cpu for e, b in zip(exp, old, strict=False)),
+        }
     if out["records"]:
         out["exporter_records_per_s_wall"] = out["records"] / out["exporter_wall_median_s"]
     return out

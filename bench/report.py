@@ -62,6 +62,10 @@ def replay_table(r: dict) -> str:
         ["floor.py", _f(r["floor_cpu_median_s"]), _f(r["floor_us_per_line"], "{:.1f}"),
          _f(r["floor_maxrss_mib"], "{:.0f}"), ", ".join(_f(x) for x in r["floor_cpu_s"])],
     ]
+    b = r.get("before")
+    if b:
+        rows.insert(1, [f"before: commit {b['commit']}", _f(b["cpu_median_s"]), _f(b["us_per_line"], "{:.1f}"),
+                        _f(b["maxrss_mib"], "{:.0f}"), ", ".join(_f(x) for x in b["cpu_s"])])
     return (table(["process", "CPU s (median)", "CPU us/line", "peak RSS MiB", "CPU s, each run"], rows)
             + f"\n\n**Overhead ratio (median of the {r['runs']} side-by-side pair ratios): "
               f"{r['ratio_median']:.2f}** (pairs: {', '.join(_f(x) for x in r['pair_ratios'])}); "
@@ -69,7 +73,10 @@ def replay_table(r: dict) -> str:
               f"{_f(r.get('ratio_of_medians'))}, of the minima (least disturbed runs) "
               f"{_f(r.get('ratio_of_minima'))}. {r['lines']} lines, {r.get('records')} records; "
               f"exporter wall {r['exporter_wall_median_s']:.2f} s "
-              f"({_f(r.get('exporter_records_per_s_wall'), '{:,.0f}')} records/s).")
+              f"({_f(r.get('exporter_records_per_s_wall'), '{:,.0f}')} records/s)."
+            + (f" Before (commit {b['commit']}, same rounds): {b['ratio_median']:.2f}x the floor (pairs: "
+               f"{', '.join(_f(x) for x in b['pair_ratios'])}); after / before CPU (median of the rounds' ratios): "
+               f"{b['after_vs_before']:.2f}." if b else ""))
 
 
 def sinks_table(r: dict) -> str:
