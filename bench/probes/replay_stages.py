@@ -13,12 +13,19 @@ sum of the exporter's stages against the floor's is the ratio replay could reach
 Python around the library calls at all.
 
     PY -m bench.probes.replay_stages [--lines 20000] [--rounds 7] [STREAM]
+    PY -m bench.probes.replay_stages --callgrind [--lines 5000]      # instructions, not seconds
+
+``--callgrind`` counts instructions instead (valgrind's callgrind, Debian package valgrind):
+each command on an empty input and on the first ``--lines`` lines, so start-up and per-line
+cost come apart exactly, whatever the machine's load; the top C functions of the per-line
+part are printed for both (callgrind_annotate), e.g. the interpreter loop = Python glue.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -44,13 +51,64 @@ def _startup(argv: list, runs: int) -> float:
     return statistics.median(out)
 
 
+def _callgrind(argv: list, out: str) -> int:
+    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=1800)
+    text = subprocess.run(["callgrind_annotate", out], capture_output=True, text=True, check=True).stdout
+    for line in text.splitlines():
+        if "PROGRAM TOTALS" in line:
+            return int(line.split()[0].replace(",", ""))
+    raise RuntimeError(f"no total in {out}")
+
+
+def _top(out: str, base: str, n: int = 8) -> list[tuple[int, str]]:
+    """The C functions with the most own instructions in ``out`` minus ``base`` (start-up)."""
+    def own(path: str) -> dict[str, int]:
+        text = subprocess.run(["callgrind_annotate", "--threshold=99", path], capture_output=True, text=True,
+                              check=True).stdout
+        d: dict[str, int] = {}
+        for line in text.split("file:function", 1)[-1].splitlines():
+            m = re.match(r"\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(.*)$", line)
+            if m:
+                where = m.group(2).split(" [")
+                lib = where[1].rstrip("]").rsplit("/", 1)[-1] if len(where) > 1 else ""
+                name = where[0].rsplit("/", 1)[-1] + (f" ({lib.split('.')[0]})" if lib else "")
+                d[name] = d.get(name, 0) + int(m.group(1).replace(",", ""))
+        return d
+    a, b = own(out), own(base)
+    return sorted(((v - b.get(k, 0), k) for k, v in a.items()), reverse=True)[:n]
+
+
+def callgrind(src: str, lines: int) -> None:
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="kee-cg-") as d:
+        part = os.path.join(d, "part.jsonl")
+        with open(src, "rb") as f, open(part, "wb") as w:
+            w.writelines(itertools.islice(f, lines))
+        sides = {"floor.py": lambda p: [python(), str(FLOOR), p],
+                 "exporter replay": lambda p: exporter_argv("replay", p)}
+        for name, argv in sides.items():
+            base, full = os.path.join(d, "cg.base"), os.path.join(d, "cg.full")
+            start = _callgrind(argv(os.devnull), base)
+            total = _callgrind(argv(part), full)
+            per = (total - start) / lines
+            print(f"{name:16s} start-up {start / 1e6:7.1f} M instructions; per line {per / 1e3:6.1f} k")
+            for v, k in _top(full, base):
+                print(f"    {v / lines / 1e3:6.1f} k/line  {k}")
+        sys.stdout.flush()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("stream", nargs="?", help="watch lines (default: the benchmark's cached 100k stream)")
     ap.add_argument("--lines", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--callgrind", action="store_true", help="count instructions with valgrind instead")
     a = ap.parse_args()
     wait_venv()
+    if a.callgrind:
+        callgrind(a.stream or str(stream(100_000)), a.lines)
+        return
     import orjson
 
     from exporter import records, wire
