@@ -108,13 +108,10 @@ class _PromptRaw(io.RawIOBase):
 
     def readinto(self, b: Any) -> int:
         if self._poll.poll(0):
-            data = os.read(self._fd, len(b))
-        else:  # nothing waiting: what has arrived leaves now, then wait
-            self._idle()
-            data = os.read(self._fd, len(b))
-            self._woke()
-        n = len(data)
-        b[:n] = data
+            return os.readv(self._fd, (b,))  # straight into the reader's buffer: no copy
+        self._idle()  # nothing waiting: what has arrived leaves now, then wait
+        n = os.readv(self._fd, (b,))
+        self._woke()
         return n
 
 
