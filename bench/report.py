@@ -671,12 +671,24 @@ NOTES = """\
   1.85, 1.60 and 1.41 (median 1.85); an A/B of two commits with the same replay path, 7 alternating
   runs each, differed by 10 % in median CPU with the faster one changing between attempts. Treat a
   single run's ratio as +-0.3; compare changes with `--runs 9` or more, side by side, at low load.
-- **Where replay's CPU goes** (cProfile of `replay` on the 100k stream, tottime): the read loop in
-  `sources/replay.run` 0.74 s (floor.py pays the same line iteration), `records.normalise` 0.62 s
-  (+0.09 s `_obj_ref`), msgspec decode 0.44 s, `Pipeline._occurrence` own time 0.40 s, `orjson.dumps`
-  0.30 s, `StdoutSink.send` 0.14 s, `Pipeline.handle` 0.18 s, `Ledger.position` 0.09 s (profile
-  taken before 0058366). No single hot spot: the overhead over floor.py is spread over normalise,
-  the pipeline's bookkeeping and the larger record it encodes.
+- **Where replay's CPU goes, and why goal 5 (<= 1.0x floor.py) is not met** (2026-12-02,
+  `python -m bench.probes.replay_stages --callgrind --lines 5000`: instructions counted by
+  valgrind, exact whatever the machine's load). floor.py: start-up 154 M instructions, 47.7 k per
+  line (orjson's parse building every dict and string of the line ~25 k, its dumps of the
+  metadata, dict inserts and frees). The exporter: start-up 452 M, 61.3 k per line: the Python
+  interpreter loop itself 13.3 k (the record built in `records.record`, `Pipeline.handle`,
+  the sink's buffer, the ledger), msgspec's typed decode ~12 k (field matching 4.8 k, string
+  building 3.9 k, skipping managedFields and the rest 2.7 k), msgspec's encode of a 1 KB record
+  ~5.4 k, allocation and copies ~6 k. The line read went straight into the reader's buffer
+  (`os.readv`, -1.1 k per line). So even with no Python at all between the library calls
+  (13.3 k fewer) a line would cost ~48 k, the floor's own 47.7 k, and the start-up is 300 M
+  instructions more (structlog imports asyncio: ~25 % of it; the settings' 17 dataclasses
+  generate and compile their methods at import: ~25 %; the sinks', pipeline's and wire's imports
+  the rest), i.e. ~5,000 lines' worth. Seconds, side by side (`python -m bench.probes.replay_stages`,
+  in one process, alternating rounds): decode_line 3.6, record() 2.2, encode 1.6, the pipeline and
+  the stdout sink around them ~1-2 us per line, against orjson.loads + dumps at 4.9. Reaching 1.0x
+  needs the per-line work out of the interpreter (a native decode -> record -> encode, with the
+  Python path kept for every odd line), which this project has not taken on.
 - **Where the sinks' CPU goes** (py-spy, 500 Hz, replay of 20k lines, 2026-11-29 at 0a57d03; samples
   waiting in `Condition.wait` left out). OTLP gRPC: the hand-written protobuf `Encoder.encode`, run
   in `OtlpSink.send` on the source's thread, is ~39 % of the busy samples (own 13 %, `ts_nanos` 7 %,
@@ -685,16 +697,6 @@ NOTES = """\
   poller thread (`KafkaSink._poll_once`) ~20 %, `KafkaSink.send` + `_produce` ~19 %, the record
   pipeline (decode, normalise) ~15 %. Neither has one dominant cost left; the Encoder is already
   a byte-level fast path.
-- **Live path CPU per event** (peers table: ~0.3-0.4 ms of CPU per Event at 100 Events/s, against
-  ~0.02 ms per record in replay). At that rate every Event arrives alone in its own HTTP chunk, so
-  the per-chunk cost dominates, not the record pipeline. `perf record -g` of `run` under 1000 Events
-  at 100/s (2026-11-29): libpython 54 %, kernel 23 % (task switches, poll), libcrypto+libssl 9 %,
-  msgspec 5 %, orjson 2 %; 290 us user + 60 us sys per Event; `strace -c`: per Event 1 poll, 3 reads
-  (1 EAGAIN), 1 write - few syscalls. py-spy on the watch thread: ~74 % of samples under urllib3's
-  `HTTPResponse.read_chunked` (chunk-length parsing and SSL reads, in Python), `Pipeline._occurrence`
-  8 %, `Pipeline.tick`/`_Clock.now` 5 %, the stdout flush 3 %, `Stats.observe_lag` 2 %. Still half
-  the Collector's CPU per Event; if it matters, the lever is the HTTP chunk reader (urllib3's pure
-  Python chunked decoding per chunk), not normalise/encode.
 - **Live path at low rates (issue 16 goal 1, 2026-12-02, branch `livepath`).** On this machine a
   thread that sleeps and wakes costs ~150 us of CPU per wake-up before it does anything (a probe:
   the same 5 orjson loads+dumps cost 35-45 us back to back, 167-204 us with a 10 ms sleep between),
@@ -745,45 +747,6 @@ NOTES = """\
   during some earlier runs of the day), so it is a floor, not a ceiling; exporter CPU per record is the
   steadier figure. Kafka: zstd +
   acks=all + idempotence; OTLP: the Collector under test also writes every record to a JSON file.
-- **Peers (section 5), measured 2026-12-02 05:19-05:27 UTC at load average 8-13** (the 2 cores
-  shared with `scripts/testbin` building Kubernetes/kwok and four other sessions). The apiserver
-  then sustained only ~60 POSTs/s (closed-loop probe: 63/s over 8 connections; POST p50 44-67 ms),
-  so the `100/s` and `500/s` phases achieved 54/s and 50/s: all three phases are in effect the
-  same ~55/s load, and the 500/s figure asked for by issue 16 is not measured by this run. The
-  Collector (otelcol-kee) was not built yet on this machine at the time and is skipped; rerun the
-  same command once `scripts/testbin otelcol` has run. Per-round CPU varies by 10-20 % with the
-  machine's load, but every watcher is measured over the same Events at the same time, so the
-  ratio is the figure to quote: **ours / best peer = 0.80x at 100/s asked, 0.82x at 500/s asked,
-  0.77x at the max (63/s)**, the best peer being kube-eventer every time (its 5 s batches make its
-  latency 2.5-5 s). A second run of the same command right after (05:31-05:37 UTC, load 13-16,
-  `--no-docs`; the apiserver then reached 73-77/s, probe 128/s) gave ours 320 / 365 / 320 us per
-  Event against kube-eventer's 460 / 485 / 465: **0.70x, 0.75x, 0.69x**; resmoio 520-555,
-  eventrouter 475-515; restart: ours 0 lost / 0 duplicated, resmoio 0 / 340 (+2270 earlier Events
-  again), eventrouter 0 / 354 (+19,026), kube-eventer 501 / 0. Issue 16 goal 1 (<= 0.5x) is
-  **not met** (0.69-0.82x over the two runs); p99 latency POST answered -> our stdout 63-160 ms
-  (from the POST's start 165-315 ms in the first run, the POST itself taking up to 280 ms at p99),
-  under the 1 s goal at every rate measured.
-- **Restart test (SIGKILL of every watcher at once, 5.5 s down, ~100 Events/s asked).** Ours: 0
-  lost, 12 duplicated (the 0.2 s file checkpoint). resmoio: 0 lost, 301 duplicated, and it wrote
-  again 2016 Events of the earlier phases (its informer re-lists the namespace and re-emits every
-  Event younger than `maxEventAgeSeconds`, 60 s here). eventrouter: 0 lost, 304 duplicated, and
-  18,507 earlier Events written again (its informer re-lists every Event of every namespace, all
-  re-emitted as ADDED). kube-eventer: 630 lost (it starts watching from "now" and loses its unsent
-  5 s batch), no duplicates.
-- **Memory (same run).** Ours 39.3 -> 39.3 MiB; kube-eventer 37 -> 45; eventrouter 26 -> 72 and
-  resmoio 50 -> 103 MiB: their informers cache every Event they watch (18.5k here, within the
-  apiserver's Event TTL), so they grow with the Events kept, not with the rate.
-- **Where our live-path CPU goes** (2026-12-02, ours alone at 60 Events/s, the most this apiserver
-  sustained then: ~600 us/Event over the profile). `perf record -g`: libpython 56 %, kernel 23 %,
-  msgspec 6 %, libcrypto+libssl 9 %, libc 3 %, orjson 1 %. `py-spy --gil` (samples holding the
-  GIL, ~half of the CPU time; 92 samples, so +-5 points): urllib3's chunked reading and the SSL
-  socket's Python wrappers ~27 %, `wire.decode_line` (msgspec) 13 %, `Pipeline.handle`/`tick`/
-  `_occurrence` ~15 %, `Stats.observe_lag` 8 %, `records._Clock.now` 8 %, the stdout flush 6 %,
-  the checkpoint tick/save (main thread) 8 %. At this rate every Event arrives alone in its own
-  TLS record and HTTP chunk, so the per-Event fixed costs dominate: one wake-up and poll, the
-  chunk-length parse and SSL read in Python, a flush, a lag observation, a clock read. Halving the
-  CPU per Event needs fewer of those per Event (read bigger than one chunk at a time, batch the
-  flush and the lag metric per read), not a faster encoder.
 - **Enrichment (section 6), measured 2026-12-02 05:17-05:40 UTC at load average 12-17 on the 2
   shared cores**, at the issue's size: 10,000 Pods under 200 Deployments, 100 Events/s Zipf-like.
   Part A (alone, second run): CPU per Event 342 -> 655 us (1.9x), RSS 39.3 -> 42.5 MiB, 1,323
