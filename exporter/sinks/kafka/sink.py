@@ -107,12 +107,14 @@ class _Group:
     leaves the group (``failed``) and is retried on its own; ``dead`` once completed or
     replaced (a producer reset): later reports about it are ignored.
     """
-    __slots__ = ("sink", "seqs", "msgs", "size", "count", "total", "lats", "failed", "dead", "requeue", "born")
+    __slots__ = ("sink", "seqs", "values", "size", "count", "total", "lats", "failed", "dead", "requeue", "born")
 
     def __init__(self, sink: KafkaSink) -> None:
         self.sink = sink
         self.seqs: list[int] = []
-        self.msgs: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]] | None]] = []
+        #: the records' values only: topic, key and headers are derived from the value again on the rare
+        #: failure path (KafkaSink._msg_of), not kept per record on the hot path
+        self.values: list[bytes] = []
         self.size = 0
         self.count = itertools.count(1).__next__
         self.total = 0                   # set when sealed
@@ -136,11 +138,12 @@ class _Group:
             self.sink._group_failed(self, err, kmsg)
 
     def find(self, kmsg: Any) -> int | None:
-        """The index of the record a failure report is about (by value and key), not yet failed."""
-        value, key = kmsg.value(), kmsg.key()
+        """The index of the record a failure report is about (by value: the key and headers derive from it),
+        not yet failed."""
+        value = kmsg.value()
         failed = self.failed or ()
-        for i, m in enumerate(self.msgs):
-            if m[1] == value and m[2] == key and i not in failed:
+        for i, v in enumerate(self.values):
+            if v == value and i not in failed:
                 return i
         return None
 
@@ -167,7 +170,9 @@ class KafkaSink(Sink):
                                  backoff=Backoff(cfg.retry_backoff_initial_ms / 1000.0,
                                                  cfg.retry_backoff_max_ms / 1000.0),
                                  stats=self.stats, redact=self.redact)
-        self._admit = self.delivery.admit
+        self._acks = self.delivery.acks               # its ``pending`` and ``bytes`` are read on the hot path
+        self._max_records = self.delivery.max_records
+        self._max_bytes = self.delivery.max_bytes
         self._serve_cb = self._serve                  # one bound method, not one per send
         self._confirm = self.delivery.acks.done       # Delivery.confirm without a call in between (hot path)
         self._lock = threading.Lock()                 # _pending, _retry and the groups, against the reports
@@ -239,24 +244,37 @@ class KafkaSink(Sink):
 
     def send(self, seq: int, line: bytes, record: dict[str, Any]) -> None:
         size = len(line)
-        self._admit(seq, size, self._serve_cb)
+        # The in-flight bounds count the open group too: its records are counted in (Delivery.expect_many)
+        # when it is sealed, one lock for the group instead of one per record.
+        acks, g = self._acks, self._group
+        n = len(acks.pending) + len(g.seqs)
+        if n >= self._max_records or (acks.bytes + g.size + size > self._max_bytes and n):
+            self._seal()
+            self.delivery.wait_room(size, self._serve_cb)  # backpressure (interruptible), serving reports
         topic = self._fixed_topic or self.topic.render(record)
         value = line[:-1]
         key, headers = self._key_headers(record)
+        sealed: _Group | None = None
         with self._lock:
             g = self._group
             try:  # positional: produce(topic, value, key, partition, callback, on_delivery, timestamp, headers)
                 self._producer.produce(topic, value, key, -1, g, None, 0, headers)
             except (BufferError, KafkaException):
-                queued = False
+                # librdkafka's queue is full, or it refused the record: the per-record path handles it,
+                # counted in after the open group (seqs are counted in in order)
+                sealed = self._seal_locked()
+                msg = self._pending[seq] = _Msg(seq, topic, value, key, headers, size, time.monotonic(),
+                                                self._on_delivery)
+                acks.expect(seq, size)
             else:
-                queued = True
                 g.seqs.append(seq)
-                g.msgs.append((topic, value, key, headers))
+                g.values.append(value)
                 g.size += size
-        if not queued:  # librdkafka's queue is full, or it refused the record: the per-record path handles it
-            self._produce(_Msg(seq, topic, value, key, headers, size, time.monotonic(), self._on_delivery),
-                              register=True)
+                msg = None
+        if msg is not None:
+            if sealed is not None and sealed.count() == sealed.total:
+                self._group_done(sealed)
+            self._produce(msg)
         # Serve delivery reports on this thread while it is busy sending: cheaper than handing the GIL
         # back and forth with the poller thread, which then stays idle (_poll_once).
         self._since_poll += 1
@@ -283,13 +301,20 @@ class KafkaSink(Sink):
     def _seal(self) -> None:
         """Close the open group: its record count is final; it completes once all are reported."""
         with self._lock:
-            g = self._group
-            if not g.seqs:
-                return
-            g.total = len(g.seqs) + 1
-            self._group = self._new_group()
-        if g.count() == g.total:
+            g = self._seal_locked()
+        if g is not None and g.count() == g.total:
             self._group_done(g)
+
+    def _seal_locked(self) -> _Group | None:
+        """_seal under the lock (held): the sealed group, counted in flight (in seq order: groups are sealed
+        one after another under the lock), or None when the open one is empty. The caller steps its count."""
+        g = self._group
+        if not g.seqs:
+            return None
+        g.total = len(g.seqs) + 1
+        self.delivery.expect_many(g.seqs, g.size)
+        self._group = self._new_group()
+        return g
 
     def _group_done(self, g: _Group) -> None:
         """Every record of a sealed group is reported: acknowledge those delivered."""
@@ -308,7 +333,7 @@ class KafkaSink(Sink):
             return
         if failed:
             keep = [i for i in range(len(g.seqs)) if i not in failed]
-            self.delivery.confirm_many([g.seqs[i] for i in keep], sum(len(g.msgs[i][1]) + 1 for i in keep))
+            self.delivery.confirm_many([g.seqs[i] for i in keep], sum(len(g.values[i]) + 1 for i in keep))
         else:
             self.delivery.confirm_many(g.seqs, g.size)
 
@@ -319,11 +344,17 @@ class KafkaSink(Sink):
         for i in indexes:
             if i in failed:
                 continue
-            topic, value, key, headers = g.msgs[i]
-            m = self._pending[g.seqs[i]] = _Msg(g.seqs[i], topic, value, key, headers, len(value) + 1, g.born,
-                                                self._on_delivery)
+            m = self._pending[g.seqs[i]] = self._msg_of(g.seqs[i], g.values[i], g.born)
             out.append(m)
         return out
+
+    def _msg_of(self, seq: int, value: bytes, t0: float) -> _Msg:
+        """A record of a group on its own: topic, key and headers derived again from its value, which is the
+        record's JSON (what send() derived them from; records.bound cut the record itself, not a copy)."""
+        record = json.loads(value)
+        topic = self._fixed_topic or self.topic.render(record)
+        key, headers = self._key_headers(record)
+        return _Msg(seq, topic, value, key, headers, len(value) + 1, t0, self._on_delivery)
 
     def _group_failed(self, g: _Group, err: KafkaError, kmsg: Any) -> None:
         """A record of a group failed: it leaves the group and is retried on its own."""
@@ -528,6 +559,7 @@ class KafkaSink(Sink):
                 old.purge(in_queue=True, in_flight=True, blocking=False)
             except Exception:  # noqa: BLE001 - the old producer is being discarded anyway
                 pass
+            self._seal_locked()  # the open group's records are counted in flight before they go on their own
             self._producer = self._new_producer()
             pending = []
             for seq in sorted(self._pending):
