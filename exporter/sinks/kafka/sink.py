@@ -4,25 +4,31 @@ docs/kafka.md is the user's view; this is the design. Built on exporter/sinks/de
 (bounds, ordered acknowledgement, backoff, the condition policy, shutdown).
 
     send(seq, line, record)
-      | Delivery.admit: wait while in flight >= max_in_flight_records / _bytes (backpressure,
-      |   serving delivery reports meanwhile; interruptible)
+      | bounds: records held (counted in) + those of the open group >= max_in_flight_records / _bytes
+      |   -> seal, Delivery.wait_room (backpressure, serving delivery reports meanwhile; interruptible)
       v
     Producer.produce(topic, value, key, headers, callback=the current _Group)
-      | the record joins the group (kept to produce it again); a group is sealed every POLL_EVERY
-      | sends, at flush() (the source is about to wait), when send() waits for room, or by the
-      | poller thread when it stayed open across two of its rounds
+      | the record joins the group (its seq and value: topic, key and headers are derived from the
+      | value again if it has to go on its own); a group is sealed every POLL_EVERY sends, at flush()
+      | (the source is about to wait), when send() waits for room, or by the poller thread when it
+      | stayed open across two of its rounds. Sealing counts its records in flight at once
+      | (Delivery.expect_many: one lock per group, not one per record)
       .
       .  Producer.poll() -> delivery reports: on the sending thread every POLL_EVERY sends and while
       .  it waits for room; on the poller thread when the sending thread is idle (a quiet watch)
       v
     delivered -> counted by its group (no lock, no per-record bookkeeping); once every record of a
                  sealed group is reported: Delivery.confirm_many(its seqs) -> acked() watermark moves
-    failed    -> the record leaves its group as a _Msg of its own (found by value and key);
+    failed    -> the record leaves its group as a _Msg of its own (found by its value);
                  classify (errors.py): transient | condition (loud, metric)
               -> re-produced after backoff with its own callback (never dropped, never acknowledged)
 
 One callback object per group rather than one per record: a delivery report costs a
 counter step instead of a per-record lookup, lock and acknowledgement (issue 16).
+Success reports stay on (no ``delivery.report.only.error``): without them a record is
+known delivered only once librdkafka's whole queue has drained (``len(producer) == 0``),
+which a steady stream never reaches before the in-flight bound, so confirmation would
+come in stop-and-go bursts of max_in_flight_records; docs/kafka.md, "Performance".
 librdkafka retries on its own (idempotently, in order) for up to delivery_timeout_ms;
 after that, or for an error it does not retry, the delivery report carries the error
 and the sink re-produces the record after the shared backoff. A producer-level fatal
@@ -52,7 +58,7 @@ from exporter.sinks.kafka.config import check_settings, producer_config
 from exporter.sinks.kafka.encode import TopicTemplate, build_headers, message_key
 from exporter.sinks.kafka.errors import CONDITION_KINDS, TOO_LARGE, classify, err_kind
 
-#: The sending thread polls the producer every this many sends...
+#: A group is sealed at this many records, and the sending thread then polls the producer...
 POLL_EVERY = 64
 #: ... and while it did so within this many seconds, the poller thread leaves the reports to it.
 MAIN_POLL_GRACE = 0.05
@@ -176,7 +182,6 @@ class KafkaSink(Sink):
         self._serve_cb = self._serve                  # one bound method, not one per send
         self._confirm = self.delivery.acks.done       # Delivery.confirm without a call in between (hot path)
         self._lock = threading.Lock()                 # _pending, _retry and the groups, against the reports
-        self._since_poll = 0                          # sends since the sending thread last polled
         self._main_polled = 0.0                       # when it last did (the poller thread then stays idle)
         self._header_cache: dict[tuple[Any, ...], list[tuple[str, bytes]]] = {}
         self._key_headers = self._meta_fn(cfg.key, cfg.headers)
@@ -254,7 +259,6 @@ class KafkaSink(Sink):
         topic = self._fixed_topic or self.topic.render(record)
         value = line[:-1]
         key, headers = self._key_headers(record)
-        sealed: _Group | None = None
         with self._lock:
             g = self._group
             try:  # positional: produce(topic, value, key, partition, callback, on_delivery, timestamp, headers)
@@ -263,26 +267,27 @@ class KafkaSink(Sink):
                 # librdkafka's queue is full, or it refused the record: the per-record path handles it,
                 # counted in after the open group (seqs are counted in in order)
                 sealed = self._seal_locked()
-                msg = self._pending[seq] = _Msg(seq, topic, value, key, headers, size, time.monotonic(),
-                                                self._on_delivery)
+                m = self._pending[seq] = _Msg(seq, topic, value, key, headers, size, time.monotonic(),
+                                              self._on_delivery)
                 acks.expect(seq, size)
+                msg: _Msg | None = m
             else:
-                g.seqs.append(seq)
+                seqs = g.seqs
+                seqs.append(seq)
                 g.values.append(value)
                 g.size += size
-                msg = None
+                if len(seqs) < POLL_EVERY:
+                    return
+                sealed, msg = self._seal_locked(), None
+        if sealed is not None and sealed.count() == sealed.total:
+            self._group_done(sealed)
         if msg is not None:
-            if sealed is not None and sealed.count() == sealed.total:
-                self._group_done(sealed)
             self._produce(msg)
-        # Serve delivery reports on this thread while it is busy sending: cheaper than handing the GIL
-        # back and forth with the poller thread, which then stays idle (_poll_once).
-        self._since_poll += 1
-        if self._since_poll >= POLL_EVERY:
-            self._since_poll = 0
-            self._seal()
-            self._main_polled = time.monotonic()
-            self._producer.poll(0)
+            return
+        # A full group was sealed: serve delivery reports on this thread while it is busy sending, cheaper than
+        # handing the GIL back and forth with the poller thread, which then stays idle (_poll_once).
+        self._main_polled = time.monotonic()
+        self._producer.poll(0)
 
     def _serve(self, timeout: float) -> None:
         """What send() does while it waits for room: seal the open group, serve delivery reports."""
@@ -351,7 +356,12 @@ class KafkaSink(Sink):
     def _msg_of(self, seq: int, value: bytes, t0: float) -> _Msg:
         """A record of a group on its own: topic, key and headers derived again from its value, which is the
         record's JSON (what send() derived them from; records.bound cut the record itself, not a copy)."""
-        record = json.loads(value)
+        try:
+            record = json.loads(value)
+        except ValueError:  # never for a record (its value is its JSON); a stranger's bytes go on all the same
+            record = {}
+        if type(record) is not dict:
+            record = {}
         topic = self._fixed_topic or self.topic.render(record)
         key, headers = self._key_headers(record)
         return _Msg(seq, topic, value, key, headers, len(value) + 1, t0, self._on_delivery)
@@ -406,11 +416,12 @@ class KafkaSink(Sink):
         headers_for = self._headers_for
 
         def event_uid(record: dict[str, Any]) -> tuple[bytes | None, list[tuple[str, bytes]] | None]:
-            ev = record.get("event")
-            if type(ev) is not dict:
+            try:  # subscripts: a record has every field (schemas/record.v1), and they are cheaper than get()
+                ev = record["event"]
+                uid = ev["uid"]
+                h = cache.get((record["type"], record["reason"], ev["namespace"], record["cluster"]))
+            except (KeyError, TypeError):  # not a whole record (a test's): the careful way
                 return key_of(record), headers_for(record)
-            uid = ev.get("uid")
-            h = cache.get((record.get("type"), record.get("reason"), ev.get("namespace"), record.get("cluster")))
             return uid.encode() if uid else None, h if h is not None else headers_for(record)
         if key_mode == "event_uid":
             return event_uid
