@@ -57,6 +57,7 @@ from exporter.sinks.kafka.client import KafkaError, KafkaException, LogBridge, P
 from exporter.sinks.kafka.config import check_settings, producer_config
 from exporter.sinks.kafka.encode import TopicTemplate, build_headers, message_key
 from exporter.sinks.kafka.errors import CONDITION_KINDS, TOO_LARGE, classify, err_kind
+from exporter.wire import Record, record_dict
 
 #: A group is sealed at this many records, and the sending thread then polls the producer...
 POLL_EVERY = 64
@@ -158,6 +159,7 @@ class KafkaSink(Sink):
     """See the module docstring."""
 
     name = "kafka"
+    reads_struct = True  # the pipeline builds no record dict for it (send_struct = send)
 
     def __init__(self, cfg: KafkaSettings, *, cluster: str | None = None, stats: Stats | None = None,
                  producer_factory: Callable[[dict[str, Any]], Any] | None = None,
@@ -247,7 +249,8 @@ class KafkaSink(Sink):
 
     # -- the hot path -----------------------------------------------------------------
 
-    def send(self, seq: int, line: bytes, record: dict[str, Any]) -> None:
+    def send(self, seq: int, line: bytes, record: dict[str, Any] | Record) -> None:
+        """Also send_struct: the record as its dict or as its struct (key, topic and headers read either)."""
         size = len(line)
         # The in-flight bounds count the open group too: its records are counted in (Delivery.expect_many)
         # when it is sealed, one lock for the group instead of one per record.
@@ -288,6 +291,8 @@ class KafkaSink(Sink):
         # handing the GIL back and forth with the poller thread, which then stays idle (_poll_once).
         self._main_polled = time.monotonic()
         self._producer.poll(0)
+
+    send_struct = send
 
     def _serve(self, timeout: float) -> None:
         """What send() does while it waits for room: seal the open group, serve delivery reports."""
@@ -393,34 +398,47 @@ class KafkaSink(Sink):
         if g.count() == g.total:
             self._group_done(g)
 
-    def _headers_for(self, record: dict[str, Any]) -> list[tuple[str, bytes]]:
+    def _headers_for(self, record: dict[str, Any] | Record) -> list[tuple[str, bytes]]:
         """build_headers, cached: (type, reason, namespace, cluster) repeat across records."""
-        ev = record.get("event")
-        k = (record.get("type"), record.get("reason"), ev.get("namespace") if type(ev) is dict else None,
-             record.get("cluster"))
+        if type(record) is dict:
+            ev = record.get("event")
+            k = (record.get("type"), record.get("reason"), ev.get("namespace") if type(ev) is dict else None,
+                 record.get("cluster"))
+        elif isinstance(record, Record):
+            k = (record.type, record.reason, record.event.namespace, record.cluster)
+        else:
+            k = (None, None, None, None)
         h = self._header_cache.get(k)
         if h is None:
-            h = build_headers(record)
+            h = build_headers(record if type(record) is dict else
+                              record_dict(record) if isinstance(record, Record) else {})
             if len(self._header_cache) > 4096:
                 self._header_cache.clear()
             self._header_cache[k] = h
         return h
 
-    def _meta_fn(self, key_mode: str, headers: bool) -> Callable[[dict[str, Any]], tuple[bytes | None,
-                                                                                  list[tuple[str, bytes]] | None]]:
-        """record -> (key, headers) in one call (message_key and _headers_for, which it equals, share the
-        record's ``event``)."""
+    def _meta_fn(self, key_mode: str, headers: bool) -> Callable[[dict[str, Any] | Record],
+                                                                 tuple[bytes | None, list[tuple[str, bytes]] | None]]:
+        """record (its dict or its struct) -> (key, headers) in one call (message_key and _headers_for, which
+        it equals, share the record's ``event``)."""
         key_of, cache = self._key, self._header_cache
         if not headers:
             return lambda record: (key_of(record), None)
         headers_for = self._headers_for
 
-        def event_uid(record: dict[str, Any]) -> tuple[bytes | None, list[tuple[str, bytes]] | None]:
-            try:  # subscripts: a record has every field (schemas/record.v1), and they are cheaper than get()
-                ev = record["event"]
-                uid = ev["uid"]
-                h = cache.get((record["type"], record["reason"], ev["namespace"], record["cluster"]))
-            except (KeyError, TypeError):  # not a whole record (a test's): the careful way
+        def event_uid(record: dict[str, Any] | Record) -> tuple[bytes | None, list[tuple[str, bytes]] | None]:
+            if type(record) is dict:
+                try:  # subscripts: a record has every field (schemas/record.v1), and they are cheaper than get()
+                    ev = record["event"]
+                    uid = ev["uid"]
+                    h = cache.get((record["type"], record["reason"], ev["namespace"], record["cluster"]))
+                except (KeyError, TypeError):  # not a whole record (a test's): the careful way
+                    return key_of(record), headers_for(record)
+            elif isinstance(record, Record):  # the struct (send_struct): attribute reads
+                sev = record.event
+                uid = sev.uid
+                h = cache.get((record.type, record.reason, sev.namespace, record.cluster))
+            else:
                 return key_of(record), headers_for(record)
             return uid.encode() if uid else None, h if h is not None else headers_for(record)
         if key_mode == "event_uid":
