@@ -132,7 +132,7 @@ def test_the_kafka_sink_produces_the_same_messages_from_the_struct_as_from_the_d
         producers: list[_Recorded] = []
         sink = KafkaSink(KafkaSettings(enabled=True, brokers="fake:9092", key=key,
                                        topic="k8s.{event.namespace}.{object.kind}.{type}"), cluster="c1",
-                         producer_factory=lambda conf: producers.append(_Recorded(conf)) or producers[-1])
+                         producer_factory=lambda conf, made=producers: made.append(_Recorded(conf)) or made[-1])
         sinks = [sink, _Lines(True)] if with_dict else [sink]   # a sink reading the dict: the dict path
         p = Pipeline(sinks, stats=Stats(), live=False, cluster="c1")
         assert p._plain is not with_dict
