@@ -128,12 +128,15 @@ def test_the_kafka_sink_produces_the_same_messages_from_the_struct_as_from_the_d
     from exporter.settings import KafkaSettings
     from exporter.sinks.kafka import KafkaSink
     out = []
-    for with_dict in (False, True):
+    for with_dict, beside in ((False, None), (False, False), (True, True)):
         producers: list[_Recorded] = []
         sink = KafkaSink(KafkaSettings(enabled=True, brokers="fake:9092", key=key,
                                        topic="k8s.{event.namespace}.{object.kind}.{type}"), cluster="c1",
                          producer_factory=lambda conf, made=producers: made.append(_Recorded(conf)) or made[-1])
-        sinks = [sink, _Lines(True)] if with_dict else [sink]   # a sink reading the dict: the dict path
+        # beside it: nothing, a sink that reads no record (stdout: the struct path too) or one that reads the
+        # dict (the dict path)
+        other = _Lines(beside) if beside is not None else None
+        sinks = [sink] if other is None else [sink, other]
         p = Pipeline(sinks, stats=Stats(), live=False, cluster="c1")
         assert p._plain is not with_dict
         p.observed = "2026-12-02T04:00:00.000001Z"
@@ -142,4 +145,6 @@ def test_the_kafka_sink_produces_the_same_messages_from_the_struct_as_from_the_d
             p.handle(s, "ADDED", wire.event(o))
         sink.close(2)
         out.append(producers[0].got)
-    assert out[0] == out[1] and len(out[0]) == len(objs)
+        if other is not None and not beside:  # the sink beside that reads no record still gets none
+            assert all(rec is NO_RECORD or len(line) > 16000 for line, rec in other.got)
+    assert out[0] == out[1] == out[2] and len(out[0]) == len(objs)
