@@ -19,7 +19,6 @@ bounded by what is in flight.
 """
 from __future__ import annotations
 
-import heapq
 import threading
 from collections import deque
 from collections.abc import Collection
@@ -85,10 +84,17 @@ class OrderedAcks:
 
     Seqs handed to one sink are increasing but not necessarily contiguous (other
     records may have been filtered out before this sink): ``expect(seq, size)`` records
-    every seq sent, ``done(seq, size)`` every seq confirmed. The watermark is the seq
+    every seq sent, in increasing order (the pipeline's order; ``expect_many`` a run of them
+    at once), ``done(seq, size)`` every seq confirmed, in any order. The watermark is the seq
     just below the oldest unconfirmed one, or the last sent when all are done.
     ``size`` (bytes) is only summed, for the sinks' in-flight byte bound.
     Thread-safe: delivery callbacks may run on another thread.
+
+    ``pending`` is a deque in seq order (expects come in increasing order): the oldest is
+    ``pending[0]`` and leaves by popleft, O(1), where a heap cost O(log n) per record.
+    A seq may be confirmed before it is expected (a sink that expects a batch of records
+    once the batch is closed, and one of them was confirmed on its own meanwhile): it waits
+    in ``_done`` and leaves ``pending`` as soon as it is at the front.
     """
 
     __slots__ = ("_lock", "pending", "_done", "_last_sent", "_cond", "_waiters", "bytes", "confirmed")
@@ -96,8 +102,9 @@ class OrderedAcks:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        #: Heap of sent, unconfirmed seqs (read-only outside: len() is the in-flight count, lock-free).
-        self.pending: list[int] = []
+        #: Sent seqs, oldest first, until they and all before them are confirmed (read-only outside: len() is
+        #: the in-flight count of the sinks' bound, lock-free).
+        self.pending: deque[int] = deque()
         self._done: set[int] = set()   # confirmed seqs still above the oldest pending
         self._last_sent = 0
         self._waiters = 0  # threads in wait_for: wake-ups cost ~2 us, so only when someone waits
@@ -108,9 +115,24 @@ class OrderedAcks:
 
     def expect(self, seq: int, size: int = 0) -> None:
         with self._lock:
-            heapq.heappush(self.pending, seq)
+            self.pending.append(seq)
             self._last_sent = seq
             self.bytes += size
+
+    def expect_many(self, seqs: Collection[int], size: int = 0) -> None:
+        """``expect`` for a run of increasing seqs, all newer than any expected before (one lock)."""
+        if not seqs:
+            return
+        with self._cond:
+            pending, done = self.pending, self._done
+            pending.extend(seqs)
+            self._last_sent = pending[-1]
+            self.bytes += size
+            if done:  # some were confirmed before they were expected
+                while pending and pending[0] in done:
+                    done.discard(pending.popleft())
+                if self._waiters:
+                    self._cond.notify_all()
 
     def done(self, seq: int, size: int = 0) -> None:
         with self._cond:
@@ -119,7 +141,7 @@ class OrderedAcks:
             self.confirmed += 1
             pending, done = self.pending, self._done
             while pending and pending[0] in done:
-                done.discard(heapq.heappop(pending))
+                done.discard(pending.popleft())
             if self._waiters:
                 self._cond.notify_all()
 
@@ -131,7 +153,7 @@ class OrderedAcks:
             self.confirmed += len(seqs)
             pending, done = self.pending, self._done
             while pending and pending[0] in done:
-                done.discard(heapq.heappop(pending))
+                done.discard(pending.popleft())
             if self._waiters:
                 self._cond.notify_all()
 

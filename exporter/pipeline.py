@@ -80,7 +80,12 @@ class Pipeline:
         #: No sink reads the record dict in send() (Sink.reads_record; a duck-typed sink does), and no filter
         #: or count_delta does: a record is encoded from its struct, no dict is built (the hot path).
         self._plain = (predicate is None and not self.count_delta
-                       and not any(getattr(s, "reads_record", True) for s in sinks))
+                       and not any(getattr(s, "reads_record", True) and not getattr(s, "reads_struct", False)
+                                   for s in sinks))
+        #: On the plain path, sinks that take the record as its struct (Sink.reads_struct) get it through
+        #: send_struct; the others get NO_RECORD through send.
+        self._structs = [(s, bool(getattr(s, "reads_struct", False))) for s in sinks]
+        self._any_struct = any(reads for _, reads in self._structs)
 
     def stream(self, key: str, start_rv: str | None) -> Stream:
         s = self.streams[key] = Stream(key, start_rv)
@@ -116,7 +121,8 @@ class Pipeline:
                 if size <= self.max_record_bytes and (size - len(msg) if msg else size) <= FAST_LIMIT:
                     if r.message_truncated:
                         stats.truncated += 1
-                    if self._send(stream, line, NO_RECORD, rv, follows_watch=True) and self.live:
+                    if self._send(stream, line, NO_RECORD, rv, follows_watch=True,
+                                  struct=r if self._any_struct else None) and self.live:
                         stats.observe_lag(r.timestamp)
                     return
             self._occurrence(stream, r, rv)
@@ -174,7 +180,7 @@ class Pipeline:
         if rec is NO_RECORD:
             if r.message_truncated:
                 self.stats.truncated += 1
-            if not self._send(stream, line, rec, rv, follows_watch=True):
+            if not self._send(stream, line, rec, rv, follows_watch=True, struct=r if self._any_struct else None):
                 return
             if self.live:
                 self.stats.observe_lag(r.timestamp)
@@ -212,19 +218,27 @@ class Pipeline:
         self._send(stream, _dumps(rec, option=_OPT), rec, position, follows_watch=False)
 
     def _send(self, stream: Stream, line: bytes, rec: dict[str, Any], position: str | None, *,
-              follows_watch: bool) -> bool:
+              follows_watch: bool, struct: Record | None = None) -> bool:
         """Hand one encoded record to every sink under the next seq and record its position in the
         stream's ledger (outside an initial state); False once the pipeline is closed.
 
         ``follows_watch``: the position is the Event's own resourceVersion, so it is also the last one seen
         (a watch delivers changes in resourceVersion order); a derived record's position is not.
+        ``struct``: the record's struct, on the plain path when a sink takes it (Sink.reads_struct).
         """
         with self._lock:
             if self.closed:
                 return False
             self.seq = seq = self.seq + 1
-            for sink in self.sinks:
-                sink.send(seq, line, rec)
+            if struct is None:
+                for sink in self.sinks:
+                    sink.send(seq, line, rec)
+            else:
+                for sink, reads in self._structs:
+                    if reads:
+                        sink.send_struct(seq, line, struct)
+                    else:
+                        sink.send(seq, line, rec)
             if position and not stream.initial:
                 # seq is newer than every entry: a plain append (Ledger.add, no lock of its own)
                 stream.ledger.add((seq, position))

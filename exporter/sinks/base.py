@@ -4,7 +4,9 @@ A record is handed to a sink as (seq, line, record): seq is a pipeline-wide,
 strictly increasing sequence number; line is the record already encoded as one
 JSON line (bytes, trailing newline included) so that sinks that ship JSON do not
 encode it again; record is the same record as a dict, for sinks that map it to
-another shape (OTLP) or read fields of it (Kafka keys, topics, headers).
+another shape (OTLP) or read fields of it. A sink that only reads a few fields
+(Kafka: keys, topics, headers) may take it as its struct instead (``reads_struct``,
+``send_struct``): no dict is built for it.
 
 Acknowledgement flows back as a *watermark*: ``acked()`` returns the highest seq
 such that every record with a seq at or below it is confirmed delivered. The
@@ -27,6 +29,7 @@ from typing import Any, ClassVar
 
 from exporter.errors import ExporterError, SinkFatal
 from exporter.metrics import Metric as Metric  # re-exported: the sinks' metrics() type
+from exporter.wire import Record, record_dict
 
 
 class SinkInterrupted(ExporterError):
@@ -54,6 +57,11 @@ class Sink(ABC):
     #: no sink reads it (and no filter or enrichment does), the pipeline builds no dict and passes an
     #: empty one (pipeline.NO_RECORD, never to be written to).
     reads_record: ClassVar[bool] = True
+    #: Whether the sink takes the record as its struct (exporter.wire.Record, what ``line`` was encoded
+    #: from) through send_struct(): when every sink either reads no record or takes the struct (and no
+    #: filter or enrichment reads the dict), the pipeline builds no dict (the Kafka sink: key, topic and
+    #: headers are attribute reads).
+    reads_struct: ClassVar[bool] = False
 
     @abstractmethod
     def send(self, seq: int, line: bytes, record: dict[str, Any]) -> None:
@@ -62,6 +70,10 @@ class Sink(ABC):
         Raises SinkInterrupted when interrupted while blocked, SinkFatal when the sink
         can never deliver again in this process.
         """
+
+    def send_struct(self, seq: int, line: bytes, record: Record) -> None:
+        """send() with the record as its struct (see reads_struct); by default its dict is built."""
+        self.send(seq, line, record_dict(record))
 
     @abstractmethod
     def flush(self) -> None:

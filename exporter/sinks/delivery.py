@@ -94,6 +94,17 @@ class Delivery:
             self._wait_room(size, serve)
         acks.expect(seq, size)
 
+    def wait_room(self, size: int, serve: Callable[[float], Any] | None = None) -> None:
+        """``admit`` without the count: block while the bounds are reached, for a sink that counts its records
+        in with ``expect_many`` once a batch of them is closed (the Kafka sink's groups)."""
+        acks = self.acks
+        if len(acks.pending) >= self.max_records or (acks.pending and acks.bytes + size > self.max_bytes):
+            self._wait_room(size, serve)
+
+    def expect_many(self, seqs: list[int], size: int = 0) -> None:
+        """Count a closed batch of records in flight at once (increasing seqs, newer than all before)."""
+        self.acks.expect_many(seqs, size)
+
     def _wait_room(self, size: int, serve: Callable[[float], Any] | None) -> None:
         acks = self.acks
         self._blocked_since = t0 = time.monotonic()

@@ -40,3 +40,21 @@ def test_positions_without_records_commit_immediately():
     led = Ledger(None)
     led.position(0, "42")  # bookmark before any record
     assert led.advance(0) == "42"
+
+
+def test_a_run_expected_at_once_and_a_seq_confirmed_before_it_was_expected():
+    a = OrderedAcks()
+    a.expect_many([1, 2, 3], 30)
+    a.done(2, 10)
+    a.done(5, 10)                 # confirmed on its own before its run was expected
+    assert a.watermark() == 0
+    a.expect_many([4, 5, 6], 30)
+    a.done_many([1, 3], 20)
+    assert a.watermark() == 3     # 4 not confirmed: 5 waits behind it
+    a.done_many([4, 6], 20)
+    assert a.watermark() == 6 and a.in_flight() == 0 and a.bytes == 0 and a.confirmed == 6
+    a.expect_many([], 0)          # nothing: nothing changes
+    assert a.watermark() == 6
+    a.done(7, 10)                 # the whole next run was confirmed before it was expected
+    a.expect_many([7], 10)
+    assert a.watermark() == 7 and a.in_flight() == 0 and a.bytes == 0

@@ -3,6 +3,7 @@ ordered watermark, retries (never drops), backpressure, BufferError, fatal condi
 redaction in logs. The real broker is exercised in tests/integration/test_kafka_sink.py."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -439,5 +440,105 @@ def test_a_failed_record_leaves_its_group_alone():
         assert sorted(set(produced)) == sorted(line(i)[:-1] for i in range(1, 101)) and len(produced) == 101
         assert metric(sink, "kee_kafka_failed") == 1 and metric(sink, "kee_kafka_delivered") == 100
         assert metric(sink, "kee_kafka_delivery_latency_seconds") > 0
+    finally:
+        sink.close(1)
+
+
+def record_line(i, ns="default"):
+    """A record's line as the pipeline hands it over: the record's JSON and a newline."""
+    return json.dumps(rec(i, ns), separators=(",", ":")).encode() + b"\n"
+
+
+def test_a_record_failed_inside_a_group_goes_again_with_its_topic_key_and_headers():
+    """A group keeps its records' values only: the record produced again gets the topic, key and headers
+    derived from its value, the same as the first time, and is acknowledged only once delivered."""
+    sink, p, _ = make(topic="events.{event.namespace}")
+    try:
+        state = {"failed": 0, "hold": True}
+
+        def outcome(m):
+            if m[1] == record_line(5, "ns-5")[:-1]:
+                if not state["failed"]:
+                    state["failed"] += 1
+                    return KafkaError(KafkaError._MSG_TIMED_OUT)
+                if state["hold"]:
+                    return "hold"
+            return None
+        p.outcome = outcome
+        for i in range(1, 11):
+            sink.send(i, record_line(i, f"ns-{i}"), rec(i, f"ns-{i}"))
+        sink.flush()
+        wait_for(lambda: sink.acked() == 4 and len(p.produced) == 11)
+        time.sleep(0.2)
+        assert sink.acked() == 4        # 6..10 delivered, 5 retried and not yet delivered: never past it
+        first, again = [m for m in p.produced if m[1] == record_line(5, "ns-5")[:-1]]
+        assert again == first == ("events.ns-5", record_line(5, "ns-5")[:-1], b"uid-5", again[3])
+        assert dict(again[3]) == {"type": b"Warning", "reason": b"BackOff", "namespace": b"ns-5", "cluster": b"c1"}
+        state["hold"] = False
+        wait_for(lambda: sink.acked() == 10)
+        assert metric(sink, "kee_kafka_delivered") == 10 and sink.in_flight() == (0, 0)
+    finally:
+        sink.close(1)
+
+
+def test_a_record_confirmed_on_its_own_before_its_group_is_sealed_counts_once():
+    """A record of the open group fails and its retry is delivered before the group is sealed (counted in
+    flight): the watermark still waits for the group, and the counts end at zero."""
+    sink, p, _ = make(retry_backoff_initial_ms=1, retry_backoff_max_ms=1)
+    try:
+        state = {"failed": False}
+
+        def outcome(m):
+            if m[1] == line(1)[:-1] and not state["failed"]:
+                state["failed"] = True
+                return KafkaError(KafkaError._MSG_TIMED_OUT)
+            return None if state["failed"] else "hold"
+        p.outcome = outcome
+        sink.send(1, line(1), rec(1))
+        sink.send(2, line(2), rec(2))          # no flush: the group stays open until the poller seals it
+        wait_for(lambda: sink.acked() == 2)
+        assert [m[1] for m in p.produced].count(line(1)[:-1]) == 2
+        assert metric(sink, "kee_kafka_delivered") == 2 and sink.in_flight() == (0, 0)
+    finally:
+        sink.close(1)
+
+
+def test_a_record_refused_by_a_full_queue_keeps_its_place_in_the_order():
+    """A record librdkafka's full queue refused goes on its own, between the group before it and the
+    one after: the watermark never passes it before it is delivered."""
+    sink, p, _ = make()
+    try:
+        p.outcome = lambda m: "hold" if m[1] == line(3)[:-1] else None
+        sink.send(1, line(1), rec(1))
+        sink.send(2, line(2), rec(2))
+        p.buffer_full = 1
+        sink.send(3, line(3), rec(3))          # refused once, then produced on its own
+        sink.send(4, line(4), rec(4))
+        sink.flush()
+        wait_for(lambda: sink.acked() == 2 and len(p.delivered) == 3)
+        time.sleep(0.2)
+        assert sink.acked() == 2
+        p.outcome = lambda m: None
+        wait_for(lambda: sink.acked() == 4)
+        assert sink.in_flight() == (0, 0)
+    finally:
+        sink.close(1)
+
+
+def test_the_bound_counts_the_open_group():
+    """Records of the open group are counted in flight when it is sealed, but the bound counts them at once:
+    the third record waits although no group was sealed yet."""
+    sink, p, _ = make(max_in_flight_records=2)
+    try:
+        p.outcome = lambda m: "hold"
+        sink.send(1, line(1), rec(1))
+        sink.send(2, line(2), rec(2))
+        done = threading.Event()
+        threading.Thread(target=lambda: (sink.send(3, line(3), rec(3)), done.set()), daemon=True).start()
+        assert not done.wait(0.3)
+        assert len(p.produced) == 2 and sink.in_flight() == (2, 16)
+        p.outcome = lambda m: None
+        assert done.wait(2)
+        wait_for(lambda: sink.acked() == 3)
     finally:
         sink.close(1)

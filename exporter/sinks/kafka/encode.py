@@ -11,6 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from exporter.errors import ConfigError
+from exporter.wire import Record, RecordEvent, RecordRef
+
+#: The record's structs, whose attributes are the record's fields (exporter.wire).
+_STRUCTS = (Record, RecordEvent, RecordRef)
 
 #: Record fields a topic template may use: low-cardinality ones only (a topic per
 #: object name or uid would create topics without bound).
@@ -71,7 +75,8 @@ class TopicTemplate:
     def fields(self) -> list[str]:
         return [".".join(p) for _, p in self._parts if p is not None]
 
-    def render(self, record: dict[str, Any]) -> str:
+    def render(self, record: dict[str, Any] | Record) -> str:
+        """The topic of a record, as its dict or its struct (the fields are the struct's attributes)."""
         if self.fixed is not None:
             return self.fixed
         values = []
@@ -80,7 +85,7 @@ class TopicTemplate:
                 continue
             v: Any = record
             for k in path:
-                v = v.get(k) if type(v) is dict else None
+                v = v.get(k) if type(v) is dict else getattr(v, k, None) if isinstance(v, _STRUCTS) else None
             values.append(v)
         key = tuple(values)
         topic = self._cache.get(key)
@@ -106,18 +111,24 @@ class TopicTemplate:
 KEYS = ("event_uid", "object_uid", "none")
 
 
-def message_key(mode: str) -> Callable[[dict[str, Any]], bytes | None]:
-    """The key function for sinks.kafka.key; a missing uid gives a null key."""
+def message_key(mode: str) -> Callable[[dict[str, Any] | Record], bytes | None]:
+    """The key function for sinks.kafka.key, of a record as its dict or its struct; a missing uid gives a
+    null key."""
     if mode == "event_uid":
-        def key(record: dict[str, Any]) -> bytes | None:
-            uid = (record.get("event") or {}).get("uid")
+        def key(record: dict[str, Any] | Record) -> bytes | None:
+            uid = (record.get("event") or {}).get("uid") if type(record) is dict else \
+                record.event.uid if isinstance(record, Record) else None
             return uid.encode() if uid else None
     elif mode == "object_uid":
-        def key(record: dict[str, Any]) -> bytes | None:
-            uid = (record.get("object") or {}).get("uid")
+        def key(record: dict[str, Any] | Record) -> bytes | None:
+            if type(record) is dict:
+                uid = (record.get("object") or {}).get("uid")
+            else:
+                ref = record.object if isinstance(record, Record) else None
+                uid = ref.uid if ref is not None else None
             return uid.encode() if uid else None
     elif mode == "none":
-        def key(record: dict[str, Any]) -> bytes | None:
+        def key(record: dict[str, Any] | Record) -> bytes | None:
             return None
     else:
         raise ConfigError("sinks.kafka.key", f"unknown key {mode!r}", "use event_uid, object_uid or none")

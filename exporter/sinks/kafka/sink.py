@@ -4,25 +4,31 @@ docs/kafka.md is the user's view; this is the design. Built on exporter/sinks/de
 (bounds, ordered acknowledgement, backoff, the condition policy, shutdown).
 
     send(seq, line, record)
-      | Delivery.admit: wait while in flight >= max_in_flight_records / _bytes (backpressure,
-      |   serving delivery reports meanwhile; interruptible)
+      | bounds: records held (counted in) + those of the open group >= max_in_flight_records / _bytes
+      |   -> seal, Delivery.wait_room (backpressure, serving delivery reports meanwhile; interruptible)
       v
     Producer.produce(topic, value, key, headers, callback=the current _Group)
-      | the record joins the group (kept to produce it again); a group is sealed every POLL_EVERY
-      | sends, at flush() (the source is about to wait), when send() waits for room, or by the
-      | poller thread when it stayed open across two of its rounds
+      | the record joins the group (its seq and value: topic, key and headers are derived from the
+      | value again if it has to go on its own); a group is sealed every POLL_EVERY sends, at flush()
+      | (the source is about to wait), when send() waits for room, or by the poller thread when it
+      | stayed open across two of its rounds. Sealing counts its records in flight at once
+      | (Delivery.expect_many: one lock per group, not one per record)
       .
       .  Producer.poll() -> delivery reports: on the sending thread every POLL_EVERY sends and while
       .  it waits for room; on the poller thread when the sending thread is idle (a quiet watch)
       v
     delivered -> counted by its group (no lock, no per-record bookkeeping); once every record of a
                  sealed group is reported: Delivery.confirm_many(its seqs) -> acked() watermark moves
-    failed    -> the record leaves its group as a _Msg of its own (found by value and key);
+    failed    -> the record leaves its group as a _Msg of its own (found by its value);
                  classify (errors.py): transient | condition (loud, metric)
               -> re-produced after backoff with its own callback (never dropped, never acknowledged)
 
 One callback object per group rather than one per record: a delivery report costs a
 counter step instead of a per-record lookup, lock and acknowledgement (issue 16).
+Success reports stay on (no ``delivery.report.only.error``): without them a record is
+known delivered only once librdkafka's whole queue has drained (``len(producer) == 0``),
+which a steady stream never reaches before the in-flight bound, so confirmation would
+come in stop-and-go bursts of max_in_flight_records; docs/kafka.md, "Performance".
 librdkafka retries on its own (idempotently, in order) for up to delivery_timeout_ms;
 after that, or for an error it does not retry, the delivery report carries the error
 and the sink re-produces the record after the shared backoff. A producer-level fatal
@@ -51,8 +57,9 @@ from exporter.sinks.kafka.client import KafkaError, KafkaException, LogBridge, P
 from exporter.sinks.kafka.config import check_settings, producer_config
 from exporter.sinks.kafka.encode import TopicTemplate, build_headers, message_key
 from exporter.sinks.kafka.errors import CONDITION_KINDS, TOO_LARGE, classify, err_kind
+from exporter.wire import Record, record_dict
 
-#: The sending thread polls the producer every this many sends...
+#: A group is sealed at this many records, and the sending thread then polls the producer...
 POLL_EVERY = 64
 #: ... and while it did so within this many seconds, the poller thread leaves the reports to it.
 MAIN_POLL_GRACE = 0.05
@@ -107,12 +114,14 @@ class _Group:
     leaves the group (``failed``) and is retried on its own; ``dead`` once completed or
     replaced (a producer reset): later reports about it are ignored.
     """
-    __slots__ = ("sink", "seqs", "msgs", "size", "count", "total", "lats", "failed", "dead", "requeue", "born")
+    __slots__ = ("sink", "seqs", "values", "size", "count", "total", "lats", "failed", "dead", "requeue", "born")
 
     def __init__(self, sink: KafkaSink) -> None:
         self.sink = sink
         self.seqs: list[int] = []
-        self.msgs: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]] | None]] = []
+        #: the records' values only: topic, key and headers are derived from the value again on the rare
+        #: failure path (KafkaSink._msg_of), not kept per record on the hot path
+        self.values: list[bytes] = []
         self.size = 0
         self.count = itertools.count(1).__next__
         self.total = 0                   # set when sealed
@@ -136,11 +145,12 @@ class _Group:
             self.sink._group_failed(self, err, kmsg)
 
     def find(self, kmsg: Any) -> int | None:
-        """The index of the record a failure report is about (by value and key), not yet failed."""
-        value, key = kmsg.value(), kmsg.key()
+        """The index of the record a failure report is about (by value: the key and headers derive from it),
+        not yet failed."""
+        value = kmsg.value()
         failed = self.failed or ()
-        for i, m in enumerate(self.msgs):
-            if m[1] == value and m[2] == key and i not in failed:
+        for i, v in enumerate(self.values):
+            if v == value and i not in failed:
                 return i
         return None
 
@@ -149,6 +159,7 @@ class KafkaSink(Sink):
     """See the module docstring."""
 
     name = "kafka"
+    reads_struct = True  # the pipeline builds no record dict for it (send_struct = send)
 
     def __init__(self, cfg: KafkaSettings, *, cluster: str | None = None, stats: Stats | None = None,
                  producer_factory: Callable[[dict[str, Any]], Any] | None = None,
@@ -167,11 +178,12 @@ class KafkaSink(Sink):
                                  backoff=Backoff(cfg.retry_backoff_initial_ms / 1000.0,
                                                  cfg.retry_backoff_max_ms / 1000.0),
                                  stats=self.stats, redact=self.redact)
-        self._admit = self.delivery.admit
+        self._acks = self.delivery.acks               # its ``pending`` and ``bytes`` are read on the hot path
+        self._max_records = self.delivery.max_records
+        self._max_bytes = self.delivery.max_bytes
         self._serve_cb = self._serve                  # one bound method, not one per send
         self._confirm = self.delivery.acks.done       # Delivery.confirm without a call in between (hot path)
         self._lock = threading.Lock()                 # _pending, _retry and the groups, against the reports
-        self._since_poll = 0                          # sends since the sending thread last polled
         self._main_polled = 0.0                       # when it last did (the poller thread then stays idle)
         self._header_cache: dict[tuple[Any, ...], list[tuple[str, bytes]]] = {}
         self._key_headers = self._meta_fn(cfg.key, cfg.headers)
@@ -237,9 +249,16 @@ class KafkaSink(Sink):
 
     # -- the hot path -----------------------------------------------------------------
 
-    def send(self, seq: int, line: bytes, record: dict[str, Any]) -> None:
+    def send(self, seq: int, line: bytes, record: dict[str, Any] | Record) -> None:
+        """Also send_struct: the record as its dict or as its struct (key, topic and headers read either)."""
         size = len(line)
-        self._admit(seq, size, self._serve_cb)
+        # The in-flight bounds count the open group too: its records are counted in (Delivery.expect_many)
+        # when it is sealed, one lock for the group instead of one per record.
+        acks, g = self._acks, self._group
+        n = len(acks.pending) + len(g.seqs)
+        if n >= self._max_records or (acks.bytes + g.size + size > self._max_bytes and n):
+            self._seal()
+            self.delivery.wait_room(size, self._serve_cb)  # backpressure (interruptible), serving reports
         topic = self._fixed_topic or self.topic.render(record)
         value = line[:-1]
         key, headers = self._key_headers(record)
@@ -248,23 +267,32 @@ class KafkaSink(Sink):
             try:  # positional: produce(topic, value, key, partition, callback, on_delivery, timestamp, headers)
                 self._producer.produce(topic, value, key, -1, g, None, 0, headers)
             except (BufferError, KafkaException):
-                queued = False
+                # librdkafka's queue is full, or it refused the record: the per-record path handles it,
+                # counted in after the open group (seqs are counted in in order)
+                sealed = self._seal_locked()
+                m = self._pending[seq] = _Msg(seq, topic, value, key, headers, size, time.monotonic(),
+                                              self._on_delivery)
+                acks.expect(seq, size)
+                msg: _Msg | None = m
             else:
-                queued = True
-                g.seqs.append(seq)
-                g.msgs.append((topic, value, key, headers))
+                seqs = g.seqs
+                seqs.append(seq)
+                g.values.append(value)
                 g.size += size
-        if not queued:  # librdkafka's queue is full, or it refused the record: the per-record path handles it
-            self._produce(_Msg(seq, topic, value, key, headers, size, time.monotonic(), self._on_delivery),
-                              register=True)
-        # Serve delivery reports on this thread while it is busy sending: cheaper than handing the GIL
-        # back and forth with the poller thread, which then stays idle (_poll_once).
-        self._since_poll += 1
-        if self._since_poll >= POLL_EVERY:
-            self._since_poll = 0
-            self._seal()
-            self._main_polled = time.monotonic()
-            self._producer.poll(0)
+                if len(seqs) < POLL_EVERY:
+                    return
+                sealed, msg = self._seal_locked(), None
+        if sealed is not None and sealed.count() == sealed.total:
+            self._group_done(sealed)
+        if msg is not None:
+            self._produce(msg)
+            return
+        # A full group was sealed: serve delivery reports on this thread while it is busy sending, cheaper than
+        # handing the GIL back and forth with the poller thread, which then stays idle (_poll_once).
+        self._main_polled = time.monotonic()
+        self._producer.poll(0)
+
+    send_struct = send
 
     def _serve(self, timeout: float) -> None:
         """What send() does while it waits for room: seal the open group, serve delivery reports."""
@@ -283,13 +311,20 @@ class KafkaSink(Sink):
     def _seal(self) -> None:
         """Close the open group: its record count is final; it completes once all are reported."""
         with self._lock:
-            g = self._group
-            if not g.seqs:
-                return
-            g.total = len(g.seqs) + 1
-            self._group = self._new_group()
-        if g.count() == g.total:
+            g = self._seal_locked()
+        if g is not None and g.count() == g.total:
             self._group_done(g)
+
+    def _seal_locked(self) -> _Group | None:
+        """_seal under the lock (held): the sealed group, counted in flight (in seq order: groups are sealed
+        one after another under the lock), or None when the open one is empty. The caller steps its count."""
+        g = self._group
+        if not g.seqs:
+            return None
+        g.total = len(g.seqs) + 1
+        self.delivery.expect_many(g.seqs, g.size)
+        self._group = self._new_group()
+        return g
 
     def _group_done(self, g: _Group) -> None:
         """Every record of a sealed group is reported: acknowledge those delivered."""
@@ -308,7 +343,7 @@ class KafkaSink(Sink):
             return
         if failed:
             keep = [i for i in range(len(g.seqs)) if i not in failed]
-            self.delivery.confirm_many([g.seqs[i] for i in keep], sum(len(g.msgs[i][1]) + 1 for i in keep))
+            self.delivery.confirm_many([g.seqs[i] for i in keep], sum(len(g.values[i]) + 1 for i in keep))
         else:
             self.delivery.confirm_many(g.seqs, g.size)
 
@@ -319,11 +354,22 @@ class KafkaSink(Sink):
         for i in indexes:
             if i in failed:
                 continue
-            topic, value, key, headers = g.msgs[i]
-            m = self._pending[g.seqs[i]] = _Msg(g.seqs[i], topic, value, key, headers, len(value) + 1, g.born,
-                                                self._on_delivery)
+            m = self._pending[g.seqs[i]] = self._msg_of(g.seqs[i], g.values[i], g.born)
             out.append(m)
         return out
+
+    def _msg_of(self, seq: int, value: bytes, t0: float) -> _Msg:
+        """A record of a group on its own: topic, key and headers derived again from its value, which is the
+        record's JSON (what send() derived them from; records.bound cut the record itself, not a copy)."""
+        try:
+            record = json.loads(value)
+        except ValueError:  # never for a record (its value is its JSON); a stranger's bytes go on all the same
+            record = {}
+        if type(record) is not dict:
+            record = {}
+        topic = self._fixed_topic or self.topic.render(record)
+        key, headers = self._key_headers(record)
+        return _Msg(seq, topic, value, key, headers, len(value) + 1, t0, self._on_delivery)
 
     def _group_failed(self, g: _Group, err: KafkaError, kmsg: Any) -> None:
         """A record of a group failed: it leaves the group and is retried on its own."""
@@ -352,34 +398,48 @@ class KafkaSink(Sink):
         if g.count() == g.total:
             self._group_done(g)
 
-    def _headers_for(self, record: dict[str, Any]) -> list[tuple[str, bytes]]:
+    def _headers_for(self, record: dict[str, Any] | Record) -> list[tuple[str, bytes]]:
         """build_headers, cached: (type, reason, namespace, cluster) repeat across records."""
-        ev = record.get("event")
-        k = (record.get("type"), record.get("reason"), ev.get("namespace") if type(ev) is dict else None,
-             record.get("cluster"))
+        if type(record) is dict:
+            ev = record.get("event")
+            k = (record.get("type"), record.get("reason"), ev.get("namespace") if type(ev) is dict else None,
+                 record.get("cluster"))
+        elif isinstance(record, Record):
+            k = (record.type, record.reason, record.event.namespace, record.cluster)
+        else:
+            k = (None, None, None, None)
         h = self._header_cache.get(k)
         if h is None:
-            h = build_headers(record)
+            h = build_headers(record if type(record) is dict else
+                              record_dict(record) if isinstance(record, Record) else {})
             if len(self._header_cache) > 4096:
                 self._header_cache.clear()
             self._header_cache[k] = h
         return h
 
-    def _meta_fn(self, key_mode: str, headers: bool) -> Callable[[dict[str, Any]], tuple[bytes | None,
-                                                                                  list[tuple[str, bytes]] | None]]:
-        """record -> (key, headers) in one call (message_key and _headers_for, which it equals, share the
-        record's ``event``)."""
+    def _meta_fn(self, key_mode: str, headers: bool) -> Callable[[dict[str, Any] | Record],
+                                                                 tuple[bytes | None, list[tuple[str, bytes]] | None]]:
+        """record (its dict or its struct) -> (key, headers) in one call (message_key and _headers_for, which
+        it equals, share the record's ``event``)."""
         key_of, cache = self._key, self._header_cache
         if not headers:
             return lambda record: (key_of(record), None)
         headers_for = self._headers_for
 
-        def event_uid(record: dict[str, Any]) -> tuple[bytes | None, list[tuple[str, bytes]] | None]:
-            ev = record.get("event")
-            if type(ev) is not dict:
+        def event_uid(record: dict[str, Any] | Record) -> tuple[bytes | None, list[tuple[str, bytes]] | None]:
+            if type(record) is dict:
+                try:  # subscripts: a record has every field (schemas/record.v1), and they are cheaper than get()
+                    ev = record["event"]
+                    uid = ev["uid"]
+                    h = cache.get((record["type"], record["reason"], ev["namespace"], record["cluster"]))
+                except (KeyError, TypeError):  # not a whole record (a test's): the careful way
+                    return key_of(record), headers_for(record)
+            elif isinstance(record, Record):  # the struct (send_struct): attribute reads
+                sev = record.event
+                uid = sev.uid
+                h = cache.get((record.type, record.reason, sev.namespace, record.cluster))
+            else:
                 return key_of(record), headers_for(record)
-            uid = ev.get("uid")
-            h = cache.get((record.get("type"), record.get("reason"), ev.get("namespace"), record.get("cluster")))
             return uid.encode() if uid else None, h if h is not None else headers_for(record)
         if key_mode == "event_uid":
             return event_uid
@@ -528,6 +588,7 @@ class KafkaSink(Sink):
                 old.purge(in_queue=True, in_flight=True, blocking=False)
             except Exception:  # noqa: BLE001 - the old producer is being discarded anyway
                 pass
+            self._seal_locked()  # the open group's records are counted in flight before they go on their own
             self._producer = self._new_producer()
             pending = []
             for seq in sorted(self._pending):
