@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from exporter.errors import ExporterError, SinkFatal
 from exporter.metrics import Metric as Metric  # re-exported: the sinks' metrics() type
+from exporter.wire import Record, record_dict
 
 
 class SinkInterrupted(ExporterError):
@@ -54,6 +55,10 @@ class Sink(ABC):
     #: no sink reads it (and no filter or enrichment does), the pipeline builds no dict and passes an
     #: empty one (pipeline.NO_RECORD, never to be written to).
     reads_record: ClassVar[bool] = True
+    #: Whether the sink can take the record as its struct instead (:meth:`send_struct`): the pipeline's
+    #: plain path (no filter, enrichment or count_delta) then builds no dict for it, only the struct it
+    #: already has (a sink that maps every record to another shape: OTLP, ~7 us per record less).
+    reads_struct: ClassVar[bool] = False
 
     @abstractmethod
     def send(self, seq: int, line: bytes, record: dict[str, Any]) -> None:
@@ -62,6 +67,11 @@ class Sink(ABC):
         Raises SinkInterrupted when interrupted while blocked, SinkFatal when the sink
         can never deliver again in this process.
         """
+
+    def send_struct(self, seq: int, line: bytes, record: Record) -> None:
+        """send() with the record as its struct (exporter.wire.Record), for a sink with ``reads_struct``:
+        the same record, fields by attribute. Default: the dict, built here."""
+        self.send(seq, line, record_dict(record))
 
     @abstractmethod
     def flush(self) -> None:
