@@ -38,7 +38,8 @@ def _f(x, fmt="{:.2f}", none="-"):
         return str(x)
 
 
-ORDER = ["stdout", "kafka", "otlp", "otlp-grpc", "otlp-http", "elasticsearch", "kube-event-exporter (ours)"]
+ORDER = ["stdout", "kafka", "otlp", "otlp-grpc", "otlp-http", "otlp-grpc-debug", "otlp-http-debug", "elasticsearch",
+         "kube-event-exporter (ours)"]
 
 
 def ordered(d: dict) -> list:
@@ -88,9 +89,10 @@ def sinks_table(r: dict) -> str:
         rows.append([name, _f(v["records_per_s"], "{:,.0f}"), _f(v["cpu_us_per_record"], "{:.1f}"),
                      _f(v["marginal_cpu_us_per_record"], "{:.1f}"), _f(v["fixed_cpu_s"]),
                      _f(v.get("cpu_vs_stdout")), _f(v["maxrss_mib"], "{:.0f}"),
-                     _f(v.get("receiver_cpu_median_s")), ok])
+                     _f(v.get("receiver_cpu_median_s")), _f(v.get("receiver_cpu_us_per_record"), "{:.1f}"), ok])
     return (table(["sink", "records/s (wall)", "exporter CPU us/record", "marginal us/record",
-                   "fixed CPU s", "CPU vs stdout", "peak RSS MiB", "receiver CPU s", "delivered"], rows)
+                   "fixed CPU s", "CPU vs stdout", "peak RSS MiB", "receiver CPU s", "receiver us/record",
+                   "delivered"], rows)
             + f"\n\n{r['lines']} lines ({next(iter(r['sinks'].values()))['records']} records) per run, "
               f"{r['runs']} runs per sink, medians. Records/s = records / wall time of the whole process "
               f"(start-up and the final wait for every acknowledgement included). Marginal = (CPU - fixed) / "
@@ -474,7 +476,11 @@ memory is also VmRSS sampled from `/proc/PID/status` every 0.2 s. Every componen
    --set sinks.elasticsearch.url=... --set sinks.elasticsearch.index=<fresh index>` into the test bench's
    OpenSearch 2.19.6 (512 MiB heap, SerialGC, C1 only), defaults otherwise (gzip, 1000 per _bulk).
    Delivery is checked after each run (topic high watermark; log records in the Collector's file;
-   documents in the index).
+   documents in the index). Two Collectors receive OTLP: `otlp-grpc`/`otlp-http` end in the file
+   exporter (content verified end to end; its JSON writer costs the Collector about as much CPU per record
+   as the sink, on the same cores), `otlp-grpc-debug`/`otlp-http-debug` in the debug exporter (basic: a
+   line per request), delivery counted by the Collector's `otelcol_receiver_accepted_log_records`: the
+   sink's figure. Either way a record is confirmed only when the Collector answered its request.
    Runs alternate the order of the sinks. "Receiver CPU" is the broker's / Collector's CPU over the run.
 3. **Latency.** `python -m exporter run --kubeconfig K --namespace NS --listen 127.0.0.1:0` against
    etcd + kube-apiserver (no controller-manager, scheduler or KWOK: nothing else writes Events).

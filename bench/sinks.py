@@ -3,9 +3,22 @@
 Each run replays the same cached stream with one sink enabled; the exporter exits
 only after its sinks confirmed (or gave up on) every record (close_sinks), so the
 wall time covers delivery. Delivery is checked after each run: the Kafka topic's
-high watermark, the number of log records the Collector wrote, the documents
-in the run's OpenSearch index (`elasticsearch`: not in the default set, ask for it
-with --sinks).
+high watermark, the log records the Collector received, the documents in the
+run's OpenSearch index (`elasticsearch`: not in the default set, ask for it with
+--sinks).
+
+Two receivers for OTLP, one Collector each (tests/components/collector.py):
+
+- ``otlp-grpc``, ``otlp-http``: the Collector's pipeline ends in its **file exporter**;
+  delivery is the number of log records in the file (OTLP/JSON, read back): the content
+  is verified end to end. The file exporter (JSON encoding, a write per request) costs
+  the Collector about as much CPU per record as the exporter spends sending it, and
+  both share the machine's cores: these figures are bounded by the Collector's writer.
+- ``otlp-grpc-debug``, ``otlp-http-debug``: the pipeline ends in the **debug exporter**
+  (verbosity basic: one log line per request); delivery is the Collector's own count,
+  ``otelcol_receiver_accepted_log_records`` on its metrics endpoint. The Collector
+  still receives and decodes every request and answers it after its pipeline took
+  the records, so the sink's confirmation is the same; these figures measure the sink.
 """
 from __future__ import annotations
 
@@ -16,7 +29,13 @@ import uuid
 from bench.common import REPO, count_lines, exporter_argv, log, median, proc_cpu, run_measured, stream, wait_venv
 from bench.replay import _check, replay_done
 
-SINKS = ("stdout", "kafka", "otlp-grpc", "otlp-http")
+SINKS = ("stdout", "kafka", "otlp-grpc", "otlp-http", "otlp-grpc-debug", "otlp-http-debug")
+#: The Collector's exporter behind each OTLP bench sink (see the module docstring).
+OTLP_RECEIVERS = {"otlp-grpc": "file", "otlp-http": "file", "otlp-grpc-debug": "debug", "otlp-http-debug": "debug"}
+RECEIVER_NOTE = {
+    "file": "Collector, file exporter: delivered = log records in its file (content verified)",
+    "debug": "Collector, debug exporter (basic): delivered = otelcol_receiver_accepted_log_records",
+}
 
 
 def _components():
@@ -61,7 +80,7 @@ def _sink_args(s: str, broker, col, topic: str, es=None) -> list:
         return ["--set", "sinks.stdout.enabled=false", "--set", "sinks.kafka.enabled=true",
                 "--set", f"sinks.kafka.brokers={broker.bootstrap_servers}", "--set", f"sinks.kafka.topic={topic}"]
     if s.startswith("otlp"):
-        proto = "grpc" if s == "otlp-grpc" else "http/protobuf"
+        proto = "grpc" if s.startswith("otlp-grpc") else "http/protobuf"
         endpoint = f"http://{col.grpc_endpoint}" if proto == "grpc" else col.http_endpoint
         return ["--set", "sinks.stdout.enabled=false", "--set", "sinks.otlp.enabled=true",
                 "--set", f"sinks.otlp.endpoint={endpoint}", "--set", f"sinks.otlp.protocol={proto}"]
@@ -73,15 +92,16 @@ def bench_sinks(lines: int = 100_000, runs: int = 3, sinks=SINKS) -> dict:
     Collector, KafkaBroker, OpenSearch = _components()
     src = stream(lines)
     n = count_lines(src)
-    broker = col = es = None
+    broker = es = None
+    cols: dict = {}  # the Collector's exporter ("file", "debug") -> the Collector
     res: dict = {"lines": n, "runs": runs, "sinks": {}}
     try:
         if "kafka" in sinks:
             log("starting the Kafka broker")
             broker = KafkaBroker().start()
-        if any(s.startswith("otlp") for s in sinks):
-            log("starting the OTLP Collector")
-            col = Collector().start()
+        for exp in sorted({OTLP_RECEIVERS[s] for s in sinks if s in OTLP_RECEIVERS}):
+            log(f"starting the OTLP Collector ({exp} exporter)")
+            cols[exp] = Collector(exporter=exp, name=f"otelcol-{exp}").start()
         if "elasticsearch" in sinks:
             log("starting OpenSearch")
             es = OpenSearch().start()
@@ -96,19 +116,24 @@ def bench_sinks(lines: int = 100_000, runs: int = 3, sinks=SINKS) -> dict:
                     check = None
                     if s == "kafka":
                         topic = broker.create_topic(f"bench-{uuid.uuid4().hex[:8]}")
-                        args += _sink_args(s, broker, col, topic)
+                        args += _sink_args(s, broker, None, topic)
                         comp_pid = broker.process.pid
                         check = lambda topic=topic: kafka_count(broker, topic)  # noqa: E731
                     elif s == "elasticsearch":
                         index = f"bench-{uuid.uuid4().hex[:8]}"
-                        args += _sink_args(s, broker, col, index, es)
+                        args += _sink_args(s, broker, None, index, es)
                         comp_pid = es.process.pid
                         check = lambda index=index: es.count(index)  # noqa: E731
-                    elif s.startswith("otlp"):
+                    elif s in OTLP_RECEIVERS:
+                        col = cols[OTLP_RECEIVERS[s]]
                         args += _sink_args(s, broker, col, "")
                         comp_pid = col.process.pid
-                        start = col.output_path.stat().st_size if col.output_path.exists() else 0
-                        check = lambda start=start: collector_count(col, start)[0]  # noqa: E731
+                        if col.exporter == "file":
+                            start = col.output_path.stat().st_size if col.output_path.exists() else 0
+                            check = lambda col=col, start=start: collector_count(col, start)[0]  # noqa: E731
+                        else:
+                            before = col.accepted_log_records()
+                            check = lambda col=col, before=before: col.accepted_log_records() - before  # noqa: E731
                     c0 = proc_cpu(comp_pid) if comp_pid else None
                     r = run_measured(exporter_argv(*args), stdout=devnull, timeout=600)
                     _check(r, f"replay to {s}")
@@ -133,7 +158,7 @@ def bench_sinks(lines: int = 100_000, runs: int = 3, sinks=SINKS) -> dict:
                 topic = broker.create_topic(f"bench-empty-{uuid.uuid4().hex[:6]}") if s == "kafka" else ""
                 if s == "elasticsearch":
                     topic = f"bench-empty-{uuid.uuid4().hex[:6]}"
-                args = ["replay", os.devnull] + _sink_args(s, broker, col, topic, es)
+                args = ["replay", os.devnull] + _sink_args(s, broker, cols.get(OTLP_RECEIVERS.get(s, "")), topic, es)
                 fixed[s] = median(run_measured(exporter_argv(*args), stdout=devnull, timeout=120).cpu for _ in range(2))
         for s in sinks:
             rs = runs_by[s]
@@ -151,13 +176,17 @@ def bench_sinks(lines: int = 100_000, runs: int = 3, sinks=SINKS) -> dict:
                 "receiver_cpu_median_s": median(other_cpu[s]) if other_cpu[s] else None,
                 "walls": [round(x["wall"], 3) for x in rs], "cpus": [round(x["cpu"], 3) for x in rs],
             }
+            if s in OTLP_RECEIVERS:
+                rc = res["sinks"][s]["receiver_cpu_median_s"]
+                res["sinks"][s]["receiver"] = RECEIVER_NOTE[OTLP_RECEIVERS[s]]
+                res["sinks"][s]["receiver_cpu_us_per_record"] = rc / recs * 1e6 if rc is not None and recs else None
         base = res["sinks"].get("stdout")
         if base:
             for v in res["sinks"].values():
                 v["cpu_vs_stdout"] = v["cpu_median_s"] / base["cpu_median_s"]
         return res
     finally:
-        for comp in (es, col, broker):
+        for comp in (es, *cols.values(), broker):
             if comp is not None:
                 try:
                     comp.stop()

@@ -39,6 +39,15 @@ NO_RECORD: dict[str, Any] = {}
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
+def _without_record(sink: Sink) -> Callable[[int, bytes, Record], None]:
+    """send() of a sink that reads ``line`` only, beside one that takes the struct."""
+    send = sink.send
+
+    def send_line(seq: int, line: bytes, _r: Record) -> None:
+        send(seq, line, NO_RECORD)
+    return send_line
+
+
 class Stream:
     """One watch stream's position state: its ledger and the last RV it has seen."""
 
@@ -82,10 +91,12 @@ class Pipeline:
         self._plain = (predicate is None and not self.count_delta
                        and not any(getattr(s, "reads_record", True) and not getattr(s, "reads_struct", False)
                                    for s in sinks))
-        #: On the plain path, sinks that take the record as its struct (Sink.reads_struct) get it through
-        #: send_struct; the others get NO_RECORD through send.
-        self._structs = [(s, bool(getattr(s, "reads_struct", False))) for s in sinks]
-        self._any_struct = any(reads for _, reads in self._structs)
+        #: In the plain path, what each sink is handed when one of them takes the record's struct
+        #: (Sink.reads_struct: OTLP); None when none does (every sink gets ``line`` and NO_RECORD).
+        self._struct_sends: list[Callable[[int, bytes, Record], None]] | None = None
+        if self._plain and any(getattr(s, "reads_struct", False) for s in sinks):
+            self._struct_sends = [s.send_struct if getattr(s, "reads_struct", False) else _without_record(s)
+                                  for s in sinks]
 
     def stream(self, key: str, start_rv: str | None) -> Stream:
         s = self.streams[key] = Stream(key, start_rv)
@@ -121,8 +132,7 @@ class Pipeline:
                 if size <= self.max_record_bytes and (size - len(msg) if msg else size) <= FAST_LIMIT:
                     if r.message_truncated:
                         stats.truncated += 1
-                    if self._send(stream, line, NO_RECORD, rv, follows_watch=True,
-                                  struct=r if self._any_struct else None) and self.live:
+                    if self._send(stream, line, NO_RECORD, rv, follows_watch=True, struct=r) and self.live:
                         stats.observe_lag(r.timestamp)
                     return
             self._occurrence(stream, r, rv)
@@ -180,7 +190,7 @@ class Pipeline:
         if rec is NO_RECORD:
             if r.message_truncated:
                 self.stats.truncated += 1
-            if not self._send(stream, line, rec, rv, follows_watch=True, struct=r if self._any_struct else None):
+            if not self._send(stream, line, rec, rv, follows_watch=True, struct=r):
                 return
             if self.live:
                 self.stats.observe_lag(r.timestamp)
@@ -224,21 +234,19 @@ class Pipeline:
 
         ``follows_watch``: the position is the Event's own resourceVersion, so it is also the last one seen
         (a watch delivers changes in resourceVersion order); a derived record's position is not.
-        ``struct``: the record's struct, on the plain path when a sink takes it (Sink.reads_struct).
+        ``struct``: the record's struct when ``rec`` is NO_RECORD (the plain path), for a sink that takes it.
         """
         with self._lock:
             if self.closed:
                 return False
             self.seq = seq = self.seq + 1
-            if struct is None:
+            sends = self._struct_sends
+            if struct is not None and sends is not None:
+                for send in sends:
+                    send(seq, line, struct)
+            else:
                 for sink in self.sinks:
                     sink.send(seq, line, rec)
-            else:
-                for sink, reads in self._structs:
-                    if reads:
-                        sink.send_struct(seq, line, struct)
-                    else:
-                        sink.send(seq, line, rec)
             if position and not stream.initial:
                 # seq is newer than every entry: a plain append (Ledger.add, no lock of its own)
                 stream.ledger.add((seq, position))

@@ -134,7 +134,8 @@ class OtlpSettings:
     compression: str | None = None         # gzip | none; None: env *_COMPRESSION, else none
     timeout_seconds: float | None = None   # per export request, the SDK's quick retries included; None: env
                                            # *_TIMEOUT (milliseconds, as the OTLP spec says), else 10 s
-    batch_max_records: int = 512           # records per export request
+    batch_max_records: int = 2048          # records per export request (~2 MB of Events): the Collector spends
+                                           # ~25% less CPU per record than with 512 (docs/otlp.md)
     batch_max_bytes: int = 4194304         # 4 MiB encoded per request: under gRPC's default 4 MiB receive limit
                                            # (requests are a little over this when one record alone is bigger)
     batch_timeout_seconds: float = 1.0     # a partial batch waits at most this long (the source's idle flush

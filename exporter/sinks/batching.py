@@ -26,6 +26,7 @@ from exporter import log
 from exporter.errors import SinkFatal
 from exporter.sinks.base import Condition, Metric, Sink
 from exporter.sinks.delivery import Delivery
+from exporter.wire import Record, record_dict
 
 
 class DeliveryFailed(Exception):
@@ -98,7 +99,17 @@ class BatchingSink(Sink):
     # --- the pipeline side ------------------------------------------------------------
 
     def send(self, seq: int, line: bytes, record: dict[str, Any]) -> None:
-        frame = self.encode(seq, line, record)
+        self._add(seq, self.encode(seq, line, record))
+
+    def send_struct(self, seq: int, line: bytes, record: Record) -> None:
+        self._add(seq, self.encode_struct(seq, line, record))
+
+    def encode_struct(self, seq: int, line: bytes, record: Record) -> bytes:
+        """encode() from the record's struct, for a subclass with ``reads_struct`` (default: the dict)."""
+        return self.encode(seq, line, record_dict(record))
+
+    def _add(self, seq: int, frame: bytes) -> None:
+        """Admit one encoded record (blocks while the in-flight bounds are reached) and batch it."""
         n = len(frame)
         self.delivery.admit(seq, n)
         with self._cv:

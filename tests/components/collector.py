@@ -5,6 +5,13 @@ users run, not a hand-made gRPC/HTTP server. The test collector receives OTLP
 logs over gRPC and HTTP and writes them with the file exporter as OTLP/JSON
 lines, which read_logs() parses back (attributes flattened to plain dicts).
 
+``Collector(exporter="debug")`` ends the pipeline in the debug exporter (verbosity basic:
+one log line per request) instead of the file exporter, and serves the Collector's own
+metrics: accepted_log_records() counts what the OTLP receiver accepted. The file exporter
+(OTLP/JSON encoding and a write per request) costs the Collector more CPU per record than
+the exporter spends sending it; the benchmark uses the debug pipeline to measure the sink
+rather than the Collector's file writer (bench/sinks.py), and the file one to verify content.
+
 The same binary with the contrib k8s_events receiver (Collector.k8s_events())
 is the peer the exporter is compared/benchmarked against: it watches the
 ControlPlane (auth_type kubeConfig, via $KUBECONFIG) and writes what it sees
@@ -85,7 +92,7 @@ class Collector:
     """
 
     def __init__(self, workdir: Path | None = None, *, receivers: dict | None = None, env: dict | None = None,
-                 name: str = "otelcol", otlp: bool = True):
+                 name: str = "otelcol", otlp: bool = True, exporter: str = "file"):
         self.bin = binary("otelcol-kee")
         self.dir = Path(workdir) if workdir else new_workdir(name)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -99,16 +106,25 @@ class Collector:
         self.grpc_endpoint = f"127.0.0.1:{self.grpc_port}"
         self.http_endpoint = f"http://127.0.0.1:{self.http_port}"
         recv = dict(receivers or {})
+        if exporter not in ("file", "debug"):
+            raise ValueError(f"exporter must be file or debug, not {exporter!r}")
+        self.exporter = exporter
+        self.metrics_port = free_port() if exporter == "debug" else None
         if otlp:
             recv["otlp"] = {"protocols": {"grpc": {"endpoint": self.grpc_endpoint},
                                           "http": {"endpoint": f"127.0.0.1:{self.http_port}"}}}
+        exporters = {"file": {"path": str(self.output_path), "format": "json", "flush_interval": "100ms",
+                              "append": True}} if exporter == "file" else {"debug": {"verbosity": "basic"}}
+        metrics: dict = {"level": "none"}
+        if self.metrics_port is not None:  # otelcol_receiver_accepted_log_records, for accepted_log_records()
+            metrics = {"level": "basic", "readers": [{"pull": {"exporter": {"prometheus": {
+                "host": "127.0.0.1", "port": self.metrics_port, "without_units": True}}}}]}
         self.config = {
             "receivers": recv,
-            "exporters": {"file": {"path": str(self.output_path), "format": "json",
-                                        "flush_interval": "100ms", "append": True}},
+            "exporters": exporters,
             "service": {
-                "telemetry": {"metrics": {"level": "none"}, "logs": {"level": "info", "encoding": "console"}},
-                "pipelines": {"logs": {"receivers": list(recv), "exporters": ["file"]}},
+                "telemetry": {"metrics": metrics, "logs": {"level": "info", "encoding": "console"}},
+                "pipelines": {"logs": {"receivers": list(recv), "exporters": list(exporters)}},
             },
         }
         self.config_path.write_text(json.dumps(self.config, indent=1))  # JSON is YAML
@@ -164,6 +180,22 @@ class Collector:
         self.start()
 
     # -- output --------------------------------------------------------------------
+    def accepted_log_records(self) -> int:
+        """Log records the OTLP receiver accepted so far, both transports (the Collector's own
+        otelcol_receiver_accepted_log_records; exporter="debug" only). A record is counted once the
+        pipeline took it, before the Collector answers the request."""
+        if self.metrics_port is None:
+            raise ComponentError(f"{self.name}: accepted_log_records() needs Collector(exporter='debug')")
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        n = 0.0
+        for line in text.splitlines():
+            if line.startswith("otelcol_receiver_accepted_log_records") and 'receiver="otlp"' in line:
+                n += float(line.rsplit(" ", 1)[1])
+        return int(n)
+
+
     def read_requests(self) -> list[dict]:
         """Every OTLP/JSON line the file exporter wrote so far (one export request per line)."""
         if not self.output_path.exists():

@@ -4,7 +4,8 @@
   mapped attributes, severity, body and timestamps (both Event API shapes);
 - the Collector is down while records keep coming, then up: every record arrives and
   the watermark (what the checkpoint follows) waited for it;
-- the CLI replay path end to end;
+- the CLI replay path end to end (the sink handed each record's struct: the same content as from its dict);
+- the benchmark's debug-exporter Collector counts exactly what was confirmed;
 - side by side with the Collector's own k8s_events receiver on the same apiserver and
   the same Events: same attribute names and values, apart from the documented
   differences (docs/otlp.md).
@@ -289,6 +290,62 @@ def test_cli_replay_collector_down_then_up(otel_collector, tmp_path):
     assert len({r["attributes"]["k8s.event.uid"] for r in mine(logs, cluster)}) == len({u for u, _ in want})
     assert len(mine(logs, cluster)) >= len(want)
     del got
+
+
+def _replay_done(stderr: bytes) -> dict:
+    for line in stderr.splitlines():
+        if b"replay_done" in line:
+            return json.loads(line)
+    raise AssertionError(stderr.decode()[-3000:])
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_cli_replay_records_arrive_as_their_dicts_map(otel_collector, tmp_path, protocol):
+    """`replay` (no filter: the sink is handed each record's struct, no dict is built) -> the Collector holds
+    every record exactly as otlp_view maps the record's dict (the observed time aside: the replay's clock)."""
+    col = otel_collector
+    path, _ = _gen(tmp_path, 400)
+    cluster = f"struct-{uuid.uuid4().hex[:8]}"
+    want = {}
+    for line in path.read_bytes().splitlines():
+        env = json.loads(line)
+        if env.get("type") in ("ADDED", "MODIFIED"):
+            r = normalise(_wire_event(env["object"]), env["type"] == "MODIFIED", cluster=cluster,
+                          max_message_bytes=8192)
+            want[(r["event"]["uid"], r["event"]["resource_version"])] = otlp_view(r, env={})
+    endpoint = f"http://{col.grpc_endpoint}" if protocol == "grpc" else col.http_endpoint
+    proc = _replay(path, col, cluster, "--set", f"sinks.otlp.protocol={protocol}",
+                   "--set", f"sinks.otlp.endpoint={endpoint}")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    n = _replay_done(err)["occurrences"]
+    logs = mine(col.wait_for_logs(lambda logs: len(mine(logs, cluster)) >= n, 30), cluster)
+    assert len(logs) == n and n >= len(want) > 100
+    for g in logs:
+        key = (g["attributes"]["k8s.event.uid"], g["attributes"]["k8s.event.resource_version"])
+        got, exp = comparable(g), dict(want[key])
+        assert got.pop("observed_time_unix_nano") > 0
+        exp.pop("observed_time_unix_nano")
+        assert got == exp, key
+
+
+def test_debug_collector_counts_every_accepted_record(tmp_path):
+    """The benchmark's cheap receiver (bench/sinks.py, otlp-*-debug): a Collector ending in the debug exporter
+    counts, in its own metrics, exactly the records the exporter had confirmed, over gRPC and HTTP."""
+    col = Collector(tmp_path / "col", exporter="debug", name="otelcol-debug").start()
+    try:
+        path, _ = _gen(tmp_path, 300)
+        for protocol, endpoint in (("grpc", f"http://{col.grpc_endpoint}"), ("http/protobuf", col.http_endpoint)):
+            before = col.accepted_log_records()
+            proc = _replay(path, col, "debug", "--set", f"sinks.otlp.protocol={protocol}",
+                           "--set", f"sinks.otlp.endpoint={endpoint}", "--set", "sinks.otlp.batch_max_records=50")
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err.decode()[-3000:]
+            n = _replay_done(err)["occurrences"]
+            assert n > 200 and col.accepted_log_records() - before == n, protocol
+        assert not col.output_path.exists()  # nothing written: the debug exporter only logs
+    finally:
+        col.stop()
 
 
 def test_standard_environment_variables_configure_the_sink(otel_collector, tmp_path):

@@ -5,6 +5,9 @@ Why not SDK objects or generated messages: building an SDK ``LogRecord`` + per-r
 machine; building opentelemetry-proto messages ~70 us; writing the wire format
 directly ~10-20 us (docs/otlp.md), and about half that since the fast path takes
 each field's prefix from a table (valgrind: 47k instructions per record, was 106k).
+The same ``assemble()`` writes a record from its dict (:meth:`Encoder.fast`) or from its
+struct (:meth:`Encoder.struct`, exporter.wire.Record: the pipeline's plain path builds
+no dict for this sink), so both shapes give the same bytes.
 Each Event has its own resource (the receiver puts the involved object there), so
 each record is encoded once, in ``send()``; a request body (an
 ``ExportLogsServiceRequest``) is the concatenation of its records' entries.
@@ -20,6 +23,7 @@ from typing import Any
 from exporter import __version__
 from exporter.sinks.otlp.mapping import SCOPE_NAME, as_text, go_time_string, severity, ts_nanos
 from exporter.sinks.otlp.semconv import otel_attributes
+from exporter.wire import Record, RecordRef, record_dict
 
 # --- protobuf wire format ----------------------------------------------------------
 # ExportLogsServiceRequest{1: repeated ResourceLogs}; ResourceLogs{1: Resource, 2: ScopeLogs};
@@ -223,8 +227,8 @@ class Encoder:
             (R, "k8s.node.name"), (A, "k8s.event.reporting_instance")))
         # the body: LogRecord field 5, an AnyValue holding field 1, the string
         self._body = [b"\x2a" + _vi(1 + len(_vi(n)) + n) + b"\x0a" + _vi(n) for n in range(4096)]
-        #: encode() as a plain function (one call less on the hot path)
-        self.fast = self._fast_path()
+        #: encode() as a plain function (one call less on the hot path), and the same from a record's struct
+        self.fast, self.struct = self._fast_path()
 
     def _severity(self, etype: Any) -> bytes:
         b = self._sev.get(etype)
@@ -238,9 +242,11 @@ class Encoder:
     def encode(self, rec: dict[str, Any]) -> bytes:
         return self.fast(rec)
 
-    def _fast_path(self) -> Callable[[dict[str, Any]], bytes]:
-        """The encoder of the common record (every value a string or None; else AttributeError/TypeError/
-        UnicodeEncodeError and :meth:`encode_general`), as a closure: its tables are local names."""
+    def _fast_path(self) -> tuple[Callable[[dict[str, Any]], bytes], Callable[[Record], bytes]]:
+        """The encoders of the common record, from its dict and from its struct (exporter.wire.Record: the
+        pipeline's plain path builds no dict), as closures over one ``assemble`` (its tables local names),
+        so both shapes write the same bytes by construction. Every value a string or None; else
+        AttributeError/TypeError/UnicodeEncodeError and :meth:`encode_general`."""
         (c_node, c_kind, c_fpath, c_apiv, c_rns, c_reason, c_action, c_lns, c_count, c_rctl, c_rinst, c_start,
          c_time, c_observed, c_sev) = self._fast_caches
         (t_oname, f_oname), (t_ouid, f_ouid), (t_orv, f_orv), (t_ename, f_ename), (t_euid, f_euid), \
@@ -249,8 +255,62 @@ class Encoder:
         nscope = len(scope) + 1
         VN = _VN
         empty: dict[str, Any] = {}
+        no_ref = RecordRef(None, None, None, None, None, None, None)
         T = _TABLE
         general = self.encode_general
+
+        def assemble(v: str | None, kind: Any, oname_s: str | None, ouid_s: str | None, fpath: Any, apiv: Any,
+                     orv_s: str | None, ns: Any, enriched: bytes, ename_s: str | None, euid_s: str | None,
+                     erv_s: str | None, created: Any, message: str | None, c: Any, rc: Any, ri: Any, ts: Any,
+                     etype: Any, reason: Any, action: Any, observed: Any) -> bytes:
+            # node names, object names, uids and the message hardly repeat: not cached, their bytes behind a
+            # prefix from a table by length; the rest is one cached lookup of the whole field
+            node = v.encode() if v is not None else b""
+            n0 = len(node)
+            oname = oname_s.encode() if oname_s is not None else b""
+            ouid = ouid_s.encode() if ouid_s is not None else b""
+            orv = orv_s.encode() if orv_s is not None else b""
+            n1, n2, n3 = len(oname), len(ouid), len(orv)
+            res = b"".join((
+                static, t_node[n0] if n0 < T else f_node(n0), node, c_kind[kind],
+                t_oname[n1] if n1 < T else f_oname(n1), oname,
+                t_ouid[n2] if n2 < T else f_ouid(n2), ouid,
+                c_fpath[fpath], c_apiv[apiv],
+                t_orv[n3] if n3 < T else f_orv(n3), orv,
+                c_rns[ns] if ns else b"", enriched))
+            ename = ename_s.encode() if ename_s is not None else b""
+            euid = euid_s.encode() if euid_s is not None else b""
+            erv = erv_s.encode() if erv_s is not None else b""
+            n1, n2, n3 = len(ename), len(euid), len(erv)
+            body = message.encode() if message is not None else b""
+            nb = len(body)
+            if ri:
+                rinst = ri.encode()
+                n0 = len(rinst)
+                rinst = (t_rinst[n0] if n0 < T else f_rinst(n0)) + rinst
+            else:
+                rinst = b""
+            lr = b"".join((
+                c_time[ts], c_sev[etype],
+                t_body[nb] if nb < 4096 else b"\x2a" + _vi(1 + len(_vi(nb)) + nb) + b"\x0a" + _vi(nb), body,
+                c_reason[reason], c_action[action], c_start[created],
+                t_ename[n1] if n1 < T else f_ename(n1), ename,
+                t_euid[n2] if n2 < T else f_euid(n2), euid,
+                c_lns[ns],
+                c_count[c] if type(c) is int and c != 0 else b"",
+                t_erv[n3] if n3 < T else f_erv(n3), erv,
+                c_rctl[rc] if rc else b"", rinst,
+                c_observed[observed],
+            ))
+            nl = len(lr)
+            vl = vi[nl] if nl < VN else _varint(nl)
+            sl = nscope + len(vl) + nl
+            nr = len(res)
+            vr = vi[nr] if nr < VN else _varint(nr)
+            vs = vi[sl] if sl < VN else _varint(sl)
+            rl = 2 + len(vr) + nr + len(vs) + sl
+            return b"".join((b"\x0a", vi[rl] if rl < VN else _varint(rl), b"\x0a", vr, res, b"\x12", vs,
+                             scope, b"\x12", vl, lr))
 
         def fast(rec: dict[str, Any]) -> bytes:
             try:
@@ -258,69 +318,29 @@ class Encoder:
                 o = g("object") or empty
                 ev = g("event") or empty
                 og, eg = o.get, ev.get
-                ns = og("namespace")
-                v = g("node") or g("source_host")  # node names and reporting instances hardly repeat: not cached
-                node = v.encode() if v is not None else b""
-                n0 = len(node)
-                v = og("name")
-                oname = v.encode() if v is not None else b""
-                v = og("uid")
-                ouid = v.encode() if v is not None else b""
-                v = og("resource_version")
-                orv = v.encode() if v is not None else b""
-                n1, n2, n3 = len(oname), len(ouid), len(orv)
-                res = b"".join((
-                    static, t_node[n0] if n0 < T else f_node(n0), node, c_kind[og("kind")],
-                    t_oname[n1] if n1 < T else f_oname(n1), oname,
-                    t_ouid[n2] if n2 < T else f_ouid(n2), ouid,
-                    c_fpath[og("field_path")], c_apiv[og("api_version")],
-                    t_orv[n3] if n3 < T else f_orv(n3), orv,
-                    c_rns[ns] if ns else b""))
-                if "enrichment" in rec:  # enrichment on (semconv.py): the k8s semantic-convention attributes
-                    res += semconv(rec)
-                v = eg("name")
-                ename = v.encode() if v is not None else b""
-                v = eg("uid")
-                euid = v.encode() if v is not None else b""
-                v = eg("resource_version")
-                erv = v.encode() if v is not None else b""
-                n1, n2, n3 = len(ename), len(euid), len(erv)
-                v = g("message")
-                body = v.encode() if v is not None else b""
-                nb = len(body)
-                c = g("count")
-                rc = g("reporting_controller")
-                ri = g("reporting_instance")
-                if ri:
-                    rinst = ri.encode()
-                    n0 = len(rinst)
-                    rinst = (t_rinst[n0] if n0 < T else f_rinst(n0)) + rinst
-                else:
-                    rinst = b""
-                lr = b"".join((
-                    c_time[g("timestamp")], c_sev[g("type")],
-                    t_body[nb] if nb < 4096 else b"\x2a" + _vi(1 + len(_vi(nb)) + nb) + b"\x0a" + _vi(nb), body,
-                    c_reason[g("reason")], c_action[g("action")], c_start[eg("creation_timestamp")],
-                    t_ename[n1] if n1 < T else f_ename(n1), ename,
-                    t_euid[n2] if n2 < T else f_euid(n2), euid,
-                    c_lns[ns],
-                    c_count[c] if type(c) is int and c != 0 else b"",
-                    t_erv[n3] if n3 < T else f_erv(n3), erv,
-                    c_rctl[rc] if rc else b"", rinst,
-                    c_observed[g("observed_timestamp")],
-                ))
-                nl = len(lr)
-                vl = vi[nl] if nl < VN else _varint(nl)
-                sl = nscope + len(vl) + nl
-                nr = len(res)
-                vr = vi[nr] if nr < VN else _varint(nr)
-                vs = vi[sl] if sl < VN else _varint(sl)
-                rl = 2 + len(vr) + nr + len(vs) + sl
-                return b"".join((b"\x0a", vi[rl] if rl < VN else _varint(rl), b"\x0a", vr, res, b"\x12", vs,
-                                 scope, b"\x12", vl, lr))
+                return assemble(
+                    g("node") or g("source_host"), og("kind"), og("name"), og("uid"), og("field_path"),
+                    og("api_version"), og("resource_version"), og("namespace"),
+                    # enrichment on (semconv.py): the k8s semantic-convention attributes
+                    semconv(rec) if "enrichment" in rec else b"",
+                    eg("name"), eg("uid"), eg("resource_version"), eg("creation_timestamp"), g("message"),
+                    g("count"), g("reporting_controller"), g("reporting_instance"), g("timestamp"), g("type"),
+                    g("reason"), g("action"), g("observed_timestamp"))
             except (AttributeError, TypeError, UnicodeEncodeError):
                 return general(rec)
-        return fast
+
+        def from_struct(r: Record) -> bytes:
+            try:
+                o = r.object or no_ref
+                ev = r.event
+                return assemble(
+                    r.source_host, o.kind, o.name, o.uid, o.field_path, o.api_version, o.resource_version,
+                    o.namespace, b"", ev.name, ev.uid, ev.resource_version, ev.creation_timestamp, r.message,
+                    r.count, r.reporting_controller, r.reporting_instance, r.timestamp, r.type, r.reason,
+                    r.action, r.observed_timestamp)
+            except (AttributeError, TypeError, UnicodeEncodeError):  # a lone surrogate, mostly
+                return general(record_dict(r))
+        return fast, from_struct
 
     def encode_general(self, rec: dict[str, Any]) -> bytes:
         """Any record (values of any type, lone surrogates): the same bytes as the fast path."""
