@@ -63,6 +63,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--watch-rates", default="100,500",
                    help="watch: also these paced rates (Events/s), idle CPU and CPU/Event ('' for none)")
     p.add_argument("--watch-paced-seconds", type=float, default=15.0, help="watch: seconds per paced rate")
+    p.add_argument("--sinks-before", metavar="REV",
+                   help="sinks: also run this commit's exporter in every run of each sink (before/after from one run)")
     p.add_argument("--replay-before", metavar="REV",
                    help="replay: also run this commit's exporter in every round (before/after from one run)")
     p.add_argument("--watch-before", metavar="REV",
@@ -174,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     if "sinks" in only:
         from bench.sinks import bench_sinks
         attempt("sinks", lambda: bench_sinks(args.lines, args.sink_runs,
-                                              [s.strip() for s in args.sinks.split(",") if s.strip()]))
+                                              [s.strip() for s in args.sinks.split(",") if s.strip()],
+                                              before=args.sinks_before))
     if "latency" in only or "peers" in only or "enrich" in only:
         from bench import kube
         cp = broker = col = None

@@ -26,11 +26,24 @@ import os
 import sys
 import uuid
 
-from bench.common import REPO, count_lines, exporter_argv, log, median, proc_cpu, run_measured, stream, wait_venv
+from bench.common import (
+    REPO,
+    count_lines,
+    exporter_argv,
+    log,
+    median,
+    precompile,
+    proc_cpu,
+    run_measured,
+    stream,
+    wait_venv,
+)
 from bench.replay import _check, replay_done
 
 SINKS = ("stdout", "kafka", "otlp-grpc", "otlp-http", "otlp-grpc-debug", "otlp-http-debug")
 #: The Collector's exporter behind each OTLP bench sink (see the module docstring).
+#: The sinks a `--sinks-before` commit runs too (elasticsearch came later than the issue-16 baseline).
+BEFORE_SINKS = ("stdout", "kafka", "otlp-grpc", "otlp-http", "otlp-grpc-debug", "otlp-http-debug")
 OTLP_RECEIVERS = {"otlp-grpc": "file", "otlp-http": "file", "otlp-grpc-debug": "debug", "otlp-http-debug": "debug"}
 RECEIVER_NOTE = {
     "file": "Collector, file exporter: delivered = log records in its file (content verified)",
@@ -87,7 +100,9 @@ def _sink_args(s: str, broker, col, topic: str, es=None) -> list:
     return []
 
 
-def bench_sinks(lines: int = 100_000, runs: int = 3, sinks=SINKS) -> dict:
+def bench_sinks(lines: int = 100_000, runs: int = 3, sinks=SINKS, before: str | None = None) -> dict:
+    """Each sink in turn, alternating; ``before`` (a commit): its exporter too, same runs (not for elasticsearch:
+    older commits have no such sink)."""
     wait_venv()
     Collector, KafkaBroker, OpenSearch = _components()
     src = stream(lines)
@@ -107,50 +122,67 @@ def bench_sinks(lines: int = 100_000, runs: int = 3, sinks=SINKS) -> dict:
             es = OpenSearch().start()
         runs_by: dict[str, list] = {s: [] for s in sinks}
         other_cpu: dict[str, list] = {s: [] for s in sinks}
+        old_by: dict[str, list] = {s: [] for s in sinks}
+        before_sha = before_root = None
+        if before:
+            from bench.watch import _archive
+            before_sha, before_root = _archive(before)
+            precompile(before_root)
+
+        def one(s: str, devnull, root=None) -> tuple[dict, float | None]:
+            """One replay of the stream to sink ``s`` (``root``: another commit's exporter); delivery checked."""
+            args = ["replay", src]
+            comp_pid = None
+            check = None
+            if s == "kafka":
+                topic = broker.create_topic(f"bench-{uuid.uuid4().hex[:8]}")
+                args += _sink_args(s, broker, None, topic)
+                comp_pid = broker.process.pid
+                check = lambda topic=topic: kafka_count(broker, topic)  # noqa: E731
+            elif s == "elasticsearch":
+                index = f"bench-{uuid.uuid4().hex[:8]}"
+                args += _sink_args(s, broker, None, index, es)
+                comp_pid = es.process.pid
+                check = lambda index=index: es.count(index)  # noqa: E731
+            elif s in OTLP_RECEIVERS:
+                col = cols[OTLP_RECEIVERS[s]]
+                args += _sink_args(s, broker, col, "")
+                comp_pid = col.process.pid
+                if col.exporter == "file":
+                    start = col.output_path.stat().st_size if col.output_path.exists() else 0
+                    check = lambda col=col, start=start: collector_count(col, start)[0]  # noqa: E731
+                else:
+                    before_n = col.accepted_log_records()
+                    check = lambda col=col, b=before_n: col.accepted_log_records() - b  # noqa: E731
+            c0 = proc_cpu(comp_pid) if comp_pid else None
+            r = run_measured(exporter_argv(*args), stdout=devnull, timeout=600, cwd=root)
+            _check(r, f"replay to {s}" + (f" ({before_sha})" if root else ""))
+            delivered = None
+            if check:
+                import time
+                time.sleep(0.3 if s == "kafka" else 0.6)  # the file exporter flushes every 100 ms
+                delivered = check()
+            c1 = proc_cpu(comp_pid) if comp_pid else None
+            recs = replay_done(r.stderr).get("occurrences") or 0
+            run = {"cpu": r.cpu, "wall": r.wall, "records": recs, "delivered": delivered, "maxrss_kb": r.maxrss_kb}
+            return run, (c1 - c0 if c0 is not None and c1 is not None else None)
+
         with open(os.devnull, "wb") as devnull:
             for i in range(runs):
                 order = list(sinks) if i % 2 == 0 else list(reversed(sinks))
                 for s in order:
-                    args = ["replay", src]
-                    comp_pid = None
-                    check = None
-                    if s == "kafka":
-                        topic = broker.create_topic(f"bench-{uuid.uuid4().hex[:8]}")
-                        args += _sink_args(s, broker, None, topic)
-                        comp_pid = broker.process.pid
-                        check = lambda topic=topic: kafka_count(broker, topic)  # noqa: E731
-                    elif s == "elasticsearch":
-                        index = f"bench-{uuid.uuid4().hex[:8]}"
-                        args += _sink_args(s, broker, None, index, es)
-                        comp_pid = es.process.pid
-                        check = lambda index=index: es.count(index)  # noqa: E731
-                    elif s in OTLP_RECEIVERS:
-                        col = cols[OTLP_RECEIVERS[s]]
-                        args += _sink_args(s, broker, col, "")
-                        comp_pid = col.process.pid
-                        if col.exporter == "file":
-                            start = col.output_path.stat().st_size if col.output_path.exists() else 0
-                            check = lambda col=col, start=start: collector_count(col, start)[0]  # noqa: E731
+                    sides = ["after"] + (["before"] if before_root and s in BEFORE_SINKS else [])
+                    for side in sides if i % 2 == 0 else sides[::-1]:
+                        run, other = one(s, devnull, before_root if side == "before" else None)
+                        if side == "before":
+                            old_by[s].append(run)
                         else:
-                            before = col.accepted_log_records()
-                            check = lambda col=col, before=before: col.accepted_log_records() - before  # noqa: E731
-                    c0 = proc_cpu(comp_pid) if comp_pid else None
-                    r = run_measured(exporter_argv(*args), stdout=devnull, timeout=600)
-                    _check(r, f"replay to {s}")
-                    delivered = None
-                    if check:
-                        import time
-                        time.sleep(0.3 if s == "kafka" else 0.6)  # the file exporter flushes every 100 ms
-                        delivered = check()
-                    c1 = proc_cpu(comp_pid) if comp_pid else None
-                    done = replay_done(r.stderr)
-                    recs = done.get("occurrences") or 0
-                    runs_by[s].append({"cpu": r.cpu, "wall": r.wall, "records": recs, "delivered": delivered,
-                                       "maxrss_kb": r.maxrss_kb})
-                    if c0 is not None and c1 is not None:
-                        other_cpu[s].append(c1 - c0)
-                    log(f"sinks run {i + 1}/{runs} {s}: {recs} records in {r.wall:.2f}s wall, {r.cpu:.2f}s CPU"
-                        + (f", delivered {delivered}" if delivered is not None else ""))
+                            runs_by[s].append(run)
+                            if other is not None:
+                                other_cpu[s].append(other)
+                        log(f"sinks run {i + 1}/{runs} {s}{f' before ({before_sha})' if side == 'before' else ''}: "
+                            f"{run['records']} records in {run['wall']:.2f}s wall, {run['cpu']:.2f}s CPU"
+                            + (f", delivered {run['delivered']}" if run["delivered"] is not None else ""))
         # fixed cost (interpreter start, imports, sink set-up and close) on an empty input, per sink
         fixed: dict[str, float] = {}
         with open(os.devnull, "wb") as devnull:
@@ -176,6 +208,15 @@ def bench_sinks(lines: int = 100_000, runs: int = 3, sinks=SINKS) -> dict:
                 "receiver_cpu_median_s": median(other_cpu[s]) if other_cpu[s] else None,
                 "walls": [round(x["wall"], 3) for x in rs], "cpus": [round(x["cpu"], 3) for x in rs],
             }
+            olds = old_by[s]
+            if olds:
+                ow, oc, orecs = median(x["wall"] for x in olds), median(x["cpu"] for x in olds), olds[-1]["records"]
+                res["sinks"][s]["before"] = {
+                    "commit": before_sha, "records_per_s": orecs / ow if ow else 0.0,
+                    "cpu_us_per_record": oc / orecs * 1e6 if orecs else 0.0, "cpus": [round(x["cpu"], 3) for x in olds],
+                    "walls": [round(x["wall"], 3) for x in olds], "delivered": [x["delivered"] for x in olds],
+                    "after_vs_before_cpu": median(a["cpu"] / b["cpu"] for a, b in zip(rs, olds, strict=False)),
+                }
             if s in OTLP_RECEIVERS:
                 rc = res["sinks"][s]["receiver_cpu_median_s"]
                 res["sinks"][s]["receiver"] = RECEIVER_NOTE[OTLP_RECEIVERS[s]]
