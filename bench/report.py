@@ -560,7 +560,11 @@ scripts/testbin all                                   # the real components, onc
 ~/.cache/kube-event-exporter/venv/bin/python -m bench --only latency,peers --no-docs  # print only
 ~/.cache/kube-event-exporter/venv/bin/python -m bench --help                   # sizes, runs, rates
 ```
-Benchmarks: `replay`, `sinks`, `latency`, `memory`, `peers`, `watch` (`--watch-group`, `--watch-before REV`),
+Benchmarks: `replay` (`--replay-before REV`), `sinks` (`--sinks`, `--sinks-before REV`; the OTLP rows
+`otlp-grpc-debug`/`otlp-http-debug` measure the sink against a Collector that only counts, `elasticsearch`
+needs asking for), `latency`, `memory`, `peers`, `watch` (`--watch-group`, `--watch-before REV`); a
+`--...-before REV` runs that commit's exporter in the same rounds (issue 16's before/after). Probes:
+`python -m bench.probes.replay_stages [--callgrind]` (where replay's CPU goes, by stage or in instructions);
 `enrich` (`--enrich-pods`, `--enrich-deployments`,
 `--enrich-seconds`, `--enrich-distinct`, `--enrich-distinct-rate`, `--enrich-watch-seconds`, `--enrich-resmoio PATH`;
 also alone: `python -m bench.enrich --help`). Sizes: `--lines`, `--runs`,
