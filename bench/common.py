@@ -30,9 +30,10 @@ EXPORTER_ROOT: Path = REPO
 SOURCE = {"kind": "worktree"}
 
 
-def use_commit(rev: str = "HEAD") -> Path:
-    """Measure a commit as committed: `git archive` its exporter/ and schemas/ into the cache."""
-    global EXPORTER_ROOT, SOURCE
+def archive_commit(rev: str) -> tuple[str, Path]:
+    """A commit's exporter/ and schemas/, `git archive`d into the cache and compiled: (short sha, its root).
+
+    What `--commit` measures, and the `--...-before REV` side of a before/after run (run from that root)."""
     sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout.strip()
     dest = cache_dir() / "bench" / "src" / sha
@@ -41,6 +42,14 @@ def use_commit(rev: str = "HEAD") -> Path:
         archive = subprocess.run(["git", "archive", sha, "exporter", "schemas"], cwd=REPO, capture_output=True,
                                  check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    precompile(dest)
+    return sha, dest
+
+
+def use_commit(rev: str = "HEAD") -> Path:
+    """Measure a commit as committed (:func:`archive_commit`) instead of the worktree."""
+    global EXPORTER_ROOT, SOURCE
+    sha, dest = archive_commit(rev)
     EXPORTER_ROOT = dest
     SOURCE = {"kind": "commit", "commit": sha}
     return dest

@@ -6,11 +6,11 @@ import os
 
 from bench.common import (
     FLOOR,
+    archive_commit,
     count_lines,
     exporter_argv,
     log,
     median,
-    precompile,
     python,
     run_measured,
     stream,
@@ -45,9 +45,7 @@ def bench_replay_stdout(lines: int = 100_000, runs: int = 5, path=None, before: 
     floor_argv = [python(), FLOOR, src]
     before_sha = before_root = None
     if before:
-        from bench.watch import _archive
-        before_sha, before_root = _archive(before)
-        precompile(before_root)
+        before_sha, before_root = archive_commit(before)
     exp, flo, old = [], [], []
     with open(os.devnull, "wb") as devnull:
         # one untimed warm-up of each: page cache, .pyc files

@@ -28,11 +28,11 @@ import uuid
 
 from bench.common import (
     REPO,
+    archive_commit,
     count_lines,
     exporter_argv,
     log,
     median,
-    precompile,
     proc_cpu,
     run_measured,
     stream,
@@ -125,9 +125,7 @@ def bench_sinks(lines: int = 100_000, runs: int = 3, sinks=SINKS, before: str | 
         old_by: dict[str, list] = {s: [] for s in sinks}
         before_sha = before_root = None
         if before:
-            from bench.watch import _archive
-            before_sha, before_root = _archive(before)
-            precompile(before_root)
+            before_sha, before_root = archive_commit(before)
 
         def one(s: str, devnull, root=None) -> tuple[dict, float | None]:
             """One replay of the stream to sink ``s`` (``root``: another commit's exporter); delivery checked."""

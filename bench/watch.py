@@ -260,23 +260,12 @@ def run_exporter(server: Server, directory: Path, stdout, timeout: float = 600, 
             "watch_list": "sendInitialEvents" in watch["query"], "rc": p.returncode, "idle_cpu_s_per_s": idle_cpu}
 
 
-def _archive(rev: str) -> tuple[str, Path]:
-    """A commit's exporter/ as `--commit` makes it, without switching what the rest of the run measures."""
-    from bench import common
-    saved = common.EXPORTER_ROOT, common.SOURCE
-    try:
-        root = common.use_commit(rev)
-        return common.SOURCE["commit"], root
-    finally:
-        common.EXPORTER_ROOT, common.SOURCE = saved
-
-
 def bench_watch(lines: int = 100_000, runs: int = 5, group: int = 1, before: str | None = None) -> dict:
     """Exporter vs floor.py, alternating; with ``before`` (a commit) that commit's exporter too, in each round."""
-    from bench.common import FLOOR, log, median, python, run_measured, stream, wait_venv
+    from bench.common import FLOOR, archive_commit, log, median, python, run_measured, stream, wait_venv
     wait_venv()
     src = stream(lines)
-    before_sha, before_root = _archive(before) if before else (None, None)
+    before_sha, before_root = archive_commit(before) if before else (None, None)
     with tempfile.TemporaryDirectory(prefix="kee-bench-watch-") as tmp:
         d = Path(tmp)
         empty = d / "empty.jsonl"
@@ -346,10 +335,10 @@ def bench_watch(lines: int = 100_000, runs: int = 5, group: int = 1, before: str
 
 def bench_paced(rate: float, seconds: float, idle: float, rounds: int, before: str | None) -> dict:
     """Low rates, without an apiserver: idle CPU, then `rate` Events/s for `seconds`, exporters alternating."""
-    from bench.common import log, median, stream, wait_venv
+    from bench.common import archive_commit, log, median, stream, wait_venv
     wait_venv()
     src = stream(int(rate * seconds))
-    before_sha, before_root = _archive(before) if before else (None, None)
+    before_sha, before_root = archive_commit(before) if before else (None, None)
     sides: dict[str, list[dict]] = {"after": []}
     if before_root:
         sides["before"] = []

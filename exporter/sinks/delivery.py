@@ -89,14 +89,12 @@ class Delivery:
         ``serve(seconds)`` is called while waiting instead of sleeping, for sinks whose
         confirmations are served on the sending thread (librdkafka's poll).
         """
-        acks = self.acks
-        if len(acks.pending) >= self.max_records or (acks.pending and acks.bytes + size > self.max_bytes):
-            self._wait_room(size, serve)
-        acks.expect(seq, size)
+        self.wait_room(size, serve)
+        self.acks.expect(seq, size)
 
     def wait_room(self, size: int, serve: Callable[[float], Any] | None = None) -> None:
-        """``admit`` without the count: block while the bounds are reached, for a sink that counts its records
-        in with ``expect_many`` once a batch of them is closed (the Kafka sink's groups)."""
+        """Block while the bounds are reached (``admit`` without the count; alone, for a sink that counts its
+        records in with ``expect_many`` once a batch of them is closed: the Kafka sink's groups)."""
         acks = self.acks
         if len(acks.pending) >= self.max_records or (acks.pending and acks.bytes + size > self.max_bytes):
             self._wait_room(size, serve)
